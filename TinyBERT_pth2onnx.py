@@ -1,0 +1,8 @@
+"""ModelZoo entry point: `python3 TinyBERT_pth2onnx.py ...` is `python3 -m tinybert_infer export ...`."""
+
+import sys
+
+from tinybert_infer.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main(["export", *sys.argv[1:]]))

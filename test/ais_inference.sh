@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Stage 4: run the model over bert_bin/ the way ais_bench does, into a new folder under result/.
+# On a host without ais_bench or TinyBERT_bs$BS.om this runs TinyBERT_sim_bs$BS.onnx on the CPU
+# (ONNX Runtime by default; TINYBERT_BACKEND=torch or --backend torch for PyTorch eager).
+USAGE="bash test/ais_inference.sh BS [--backend onnxruntime|torch] [--outfmt TXT|BIN|NPY] [--output_dirname NAME] [--loop N] [--warmup_count N]"
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+check_bs "${1:-}"
+bs="$1"; shift
+inputs="bert_bin/input_ids,bert_bin/segment_ids,bert_bin/input_mask"
+backend_args=()
+[ -n "${TINYBERT_BACKEND:-}" ] && backend_args=(--backend "$TINYBERT_BACKEND")
+echo "[path] host backend (no ais_bench/OM used)"
+"$PYTHON" -m tinybert_infer infer --model "TinyBERT_sim_bs$bs.onnx" --input "$inputs" --output result \
+    --outfmt TXT --batchsize "$bs" "${backend_args[@]}" "$@"

@@ -1,0 +1,226 @@
+"""Command line: a thin layer over the library. `python -m tinybert_infer <command> --help`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Optional, Sequence
+
+from .errors import PipelineError, UsageError
+from .layout import (DEFAULT_BIN_DIR, DEFAULT_OPSET, DEFAULT_RESULT_DIR, INPUT_NAMES, SEQ_LEN, default_data_dir,
+                     default_model_dir, sim_onnx_name)
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
+def _model_dir_arg(p):
+    p.add_argument("--model_dir", type=Path, default=None,
+                   help="TinyBERT checkpoint folder (default: $TINYBERT_MODEL_DIR or ./SST-2_model)")
+
+
+def _data_dir_arg(p):
+    p.add_argument("--data_dir", type=Path, default=None,
+                   help="GLUE SST-2 folder (default: $TINYBERT_DATA_DIR or ./glue_dir/SST-2)")
+
+
+# ---------------------------------------------------------------- export (stage 1)
+def add_export(sub):
+    p = sub.add_parser("export", help="checkpoint -> TinyBERT_bsBS.onnx and TinyBERT_sim_bsBS.onnx")
+    p.add_argument("--batch_size", "-b", type=positive_int, required=True)
+    _model_dir_arg(p)
+    _data_dir_arg(p)
+    p.add_argument("--output_dir", type=Path, default=Path("."))
+    p.add_argument("--opset", type=positive_int, default=DEFAULT_OPSET, help="ONNX opset (default 11: every atc takes it)")
+    p.add_argument("--validate_count", type=positive_int, default=64, help="dev sentences checked against PyTorch")
+    p.set_defaults(func=cmd_export)
+
+
+def cmd_export(args) -> int:
+    from .export import export_checkpoint
+
+    model_dir = args.model_dir or default_model_dir()
+    tsv = (args.data_dir or default_data_dir()) / "dev.tsv"
+    report = export_checkpoint(model_dir, args.batch_size, args.output_dir, opset=args.opset,
+                               tsv_path=tsv, validate_count=args.validate_count)
+    print(f"checkpoint: {model_dir}")
+    print(f"validated on {report.validation_source} with ONNX Runtime")
+    print(f"{report.onnx_path}: max |logit diff| vs PyTorch = {report.max_abs_diff:.3e}")
+    print(f"{report.sim_path}: max |logit diff| vs PyTorch = {report.max_abs_diff_sim:.3e}")
+    return 0
+
+
+# ---------------------------------------------------------------- preprocess (stage 3)
+def add_preprocess(sub):
+    p = sub.add_parser("preprocess", help="GLUE TSV -> bert_bin/{input_ids,segment_ids,input_mask}/input<i>.bin")
+    _data_dir_arg(p)
+    p.add_argument("--tsv", type=Path, default=None, help="TSV file (default: <data_dir>/dev.tsv)")
+    _model_dir_arg(p)
+    p.add_argument("--vocab", type=Path, default=None, help="vocab.txt (default: <model_dir>/vocab.txt)")
+    p.add_argument("--output_dir", "--save_dir", type=Path, default=Path(DEFAULT_BIN_DIR))
+    p.add_argument("--max_seq_length", type=positive_int, default=SEQ_LEN)
+    p.set_defaults(func=cmd_preprocess)
+
+
+def cmd_preprocess(args) -> int:
+    from .checkpoint import VOCAB_FILE
+    from .data import preprocess
+
+    tsv = args.tsv or (args.data_dir or default_data_dir()) / "dev.tsv"
+    vocab = args.vocab or (args.model_dir or default_model_dir()) / VOCAB_FILE
+    _check_vocab(vocab)
+    report = preprocess(tsv, vocab, args.output_dir, max_seq_length=args.max_seq_length)
+    kind = "labelled" if report.labelled else "unlabelled"
+    print(f"{tsv}: {report.count} {kind} sentences -> {report.out_dir}/"
+          f"{{{','.join(INPUT_NAMES)}}}/input0.bin..input{report.count - 1}.bin")
+    return 0
+
+
+def _check_vocab(vocab: Path) -> None:
+    from .checkpoint import SPECIAL_TOKENS
+    from .errors import CheckpointError
+
+    if not vocab.is_file():
+        raise CheckpointError(f"{vocab}: vocabulary file not found")
+    try:
+        present = set(vocab.read_text(encoding="utf-8").splitlines())
+    except UnicodeDecodeError as exc:
+        raise CheckpointError(f"{vocab}: not valid UTF-8 ({exc.reason})") from None
+    missing = [t for t in SPECIAL_TOKENS if t not in present]
+    if missing:
+        raise CheckpointError(f"{vocab}: vocabulary lacks special token(s) {', '.join(missing)}")
+
+
+# ---------------------------------------------------------------- infer (stage 4, host backends)
+def add_infer(sub):
+    p = sub.add_parser("infer", help="ais_bench-compatible inference on this host (writes result/<timestamp>/)")
+    p.add_argument("--model", "-m", type=Path, default=None,
+                   help="ONNX model (default: TinyBERT_sim_bs<batchsize>.onnx)")
+    p.add_argument("--batchsize", type=positive_int, default=None)
+    p.add_argument("--input", "-i", default=None,
+                   help="comma-separated input folders, one per model input, in order (omit for pure inference)")
+    p.add_argument("--output", "-o", type=Path, default=None, help="result root (ais_bench: nothing saved without it)")
+    p.add_argument("--output_dirname", default=None)
+    p.add_argument("--outfmt", default="BIN", type=str.upper, choices=["TXT", "BIN", "NPY"])
+    p.add_argument("--loop", "-l", type=positive_int, default=1)
+    p.add_argument("--warmup_count", "--warmup-count", type=non_negative_int, default=1)
+    p.add_argument("--pure_data_type", choices=["zero", "random"], default="zero")
+    p.add_argument("--backend", default="onnxruntime", help="onnxruntime (default) or torch")
+    _model_dir_arg(p)
+    p.add_argument("--threads", type=positive_int, default=None, help="intra-op threads (default: runtime's choice)")
+    p.set_defaults(func=cmd_infer)
+
+
+def cmd_infer(args) -> int:
+    from .backends import make_backend
+    from .data import manifest_digest
+    from .inference import run_files, run_pure
+    from .results import format_summary_block
+
+    if args.output_dirname is not None and args.output is None:
+        raise UsageError("--output_dirname needs --output")
+    onnx_path = args.model or (Path(sim_onnx_name(args.batchsize)) if args.batchsize else None)
+    if args.backend == "onnxruntime" and onnx_path is None:
+        raise UsageError("give --model or --batchsize")
+    backend = make_backend(args.backend, onnx_path=onnx_path, checkpoint_dir=args.model_dir or default_model_dir(),
+                           batch_size=args.batchsize, threads=args.threads)
+    if args.input is None:
+        report = run_pure(backend, batch_size=args.batchsize, loop=args.loop, warmup_count=args.warmup_count,
+                          pure_data_type=args.pure_data_type)
+    else:
+        if args.output is None:
+            raise UsageError("give --output: results are only saved under an output root")
+        dirs = [Path(d) for d in args.input.split(",") if d]
+        extra = {"inputs_manifest_sha256": manifest_digest(dirs[0].parent)}
+        report = run_files(backend, dirs, args.output, batch_size=args.batchsize, outfmt=args.outfmt,
+                           output_dirname=args.output_dirname, loop=args.loop, warmup_count=args.warmup_count,
+                           extra_summary=extra)
+    info = report.summary["backend"]
+    versions = ", ".join(f"{k} {v}" for k, v in info.items() if k in ("onnxruntime", "torch", "openvino"))
+    print(f"[INFO] backend: {info['backend']} ({versions}) model: {info.get('artefact')}")
+    if report.result_dir is not None:
+        print(f"[INFO] output path:{report.result_dir}")
+    print(format_summary_block(report.summary))
+    if report.result_dir is not None:
+        print(f"result folder: {report.result_dir.name}")
+    return 0
+
+
+# ---------------------------------------------------------------- postprocess (stage 5)
+def add_postprocess(sub):
+    p = sub.add_parser("postprocess", help="score a result folder against the preprocessed labels")
+    p.add_argument("--result_dir", type=Path, required=True, help="result/<folder> written by ais_bench or infer")
+    p.add_argument("--bin_dir", type=Path, default=Path(DEFAULT_BIN_DIR), help="preprocessed inputs (manifest)")
+    p.set_defaults(func=cmd_postprocess)
+
+
+def cmd_postprocess(args) -> int:
+    from .metrics import evaluate, format_report
+    from .results import metrics_path, predictions_path
+
+    evaluation = evaluate(args.result_dir, args.bin_dir)
+    if evaluation.metrics is None:
+        print(f"{len(evaluation.predictions)} unlabelled samples; predictions in GLUE submission format: "
+              f"{predictions_path(evaluation.result_dir)}")
+    else:
+        print(format_report(evaluation.metrics))
+        print(f"metrics: {metrics_path(evaluation.result_dir)}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m tinybert_infer", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add in (add_export, add_preprocess, add_infer, add_postprocess):
+        add(sub)
+    for add in _extra_commands():
+        add(sub)
+    return parser
+
+
+def _extra_commands():
+    """Commands that live in their own modules (accelerator tools, benchmark, ...)."""
+    import importlib
+
+    found = []
+    for module, attr in (("atc", "add_command"), ("trtexec", "add_command"), ("bench", "add_command"),
+                         ("pipeline", "add_command")):
+        try:
+            mod = importlib.import_module(f".{module}", __package__)
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{__package__}.{module}":
+                raise
+            continue
+        found.append(getattr(mod, attr))
+    return found
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args) or 0
+    except PipelineError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130

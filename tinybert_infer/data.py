@@ -1,0 +1,164 @@
+"""TSV -> TinyBERT features -> one int64 file per sample and input, plus a manifest (ModelZoo's bert_bin layout)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from itertools import islice
+from pathlib import Path
+from typing import Iterable, Iterator, Optional, Sequence
+
+import numpy as np
+
+from .errors import DataError
+from .fsutil import staged_dir
+from .layout import INPUT_NAMES, MANIFEST_NAME, SEQ_LEN, natural_key, sample_file_name
+from .progress import progress
+from .tsv import TsvReader, file_sha256
+
+MANIFEST_FORMAT = "tinybert-infer-inputs/1"
+CHUNK = 512  # sentences tokenised per call: bounded memory, fast-tokenizer batching
+
+
+def load_vocab(vocab_file) -> dict:
+    vocab = {}
+    with open(vocab_file, encoding="utf-8") as handle:
+        for index, line in enumerate(handle):
+            vocab[line.rstrip("\n")] = index
+    return vocab
+
+
+def make_tokenizer(vocab_file):
+    """transformers' BERT tokenizer on exactly this vocab.txt: basic + WordPiece, lower case, accents stripped."""
+    from transformers import BertTokenizer
+
+    vocab = load_vocab(vocab_file)
+    # transformers 5.x ignores a `vocab_file=` keyword; pass the vocabulary itself and check it was taken.
+    tokenizer = BertTokenizer(vocab=vocab, do_lower_case=True)
+    if tokenizer.cls_token_id != vocab["[CLS]"] or len(tokenizer) != len(vocab):
+        raise DataError(f"{vocab_file}: tokenizer did not load this vocabulary")
+    return tokenizer
+
+
+def encode(tokenizer, texts: Sequence[str], max_seq_length: int = SEQ_LEN) -> dict:
+    """[CLS] tokens[:max-2] [SEP], zero padded; segment ids 0. Returns int64 arrays [n, max_seq_length]."""
+    enc = tokenizer(
+        list(texts), max_length=max_seq_length, truncation=True, padding="max_length",
+        return_token_type_ids=True, return_attention_mask=True,
+    )
+    return {
+        "input_ids": np.asarray(enc["input_ids"], dtype=np.int64),
+        "segment_ids": np.asarray(enc["token_type_ids"], dtype=np.int64),
+        "input_mask": np.asarray(enc["attention_mask"], dtype=np.int64),
+    }
+
+
+def _chunks(items: Iterable, size: int) -> Iterator[list]:
+    it = iter(items)
+    while chunk := list(islice(it, size)):
+        yield chunk
+
+
+@dataclass
+class PreprocessReport:
+    out_dir: Path
+    count: int
+    labelled: bool
+    real_tokens: int
+
+
+def preprocess(tsv_path, vocab_file, out_dir, *, max_seq_length: int = SEQ_LEN,
+               label_set: Optional[Sequence[str]] = ("0", "1"), show_progress: bool = True) -> PreprocessReport:
+    """Stream the TSV into out_dir/{input_ids,segment_ids,input_mask}/input<i>.bin and out_dir/manifest.json.
+
+    Everything is built in a sibling folder and moved into place only when complete.
+    """
+    if max_seq_length < 2:
+        raise DataError(f"max_seq_length must be at least 2, got {max_seq_length}")
+    tokenizer = make_tokenizer(vocab_file)
+    reader = TsvReader(tsv_path, label_set=label_set)
+    out_dir = Path(out_dir)
+    labels, guids, count, real_tokens = [], [], 0, 0
+    with staged_dir(out_dir) as stage:
+        for name in INPUT_NAMES:
+            (stage / name).mkdir()
+        with progress(desc=f"preprocess {reader.path.name}", unit="sent", enabled=show_progress) as bar:
+            for chunk in _chunks(reader, CHUNK):
+                features = encode(tokenizer, [ex.text for ex in chunk], max_seq_length)
+                for row, ex in enumerate(chunk):
+                    fname = sample_file_name(count)
+                    for name in INPUT_NAMES:
+                        features[name][row].tofile(stage / name / fname)
+                    if ex.label is not None:
+                        labels.append(int(ex.label) if ex.label.isdigit() else ex.label)
+                    if ex.guid is not None:
+                        guids.append(ex.guid)
+                    count += 1
+                real_tokens += int(features["input_mask"].sum())
+                bar.update(len(chunk))
+        manifest = {
+            "format": MANIFEST_FORMAT,
+            "count": count,
+            "max_seq_length": max_seq_length,
+            "dtype": "int64",
+            "inputs": list(INPUT_NAMES),
+            "file_pattern": sample_file_name(0).replace("0", "{index}"),
+            "real_tokens": real_tokens,
+            "tsv": {"path": str(reader.path), "sha256": reader.sha256},
+            "vocab": {"path": str(vocab_file), "sha256": file_sha256(vocab_file)},
+            "label_names": list(label_set) if label_set is not None and labels else None,
+            "labels": labels or None,
+            "guids": guids or None,
+        }
+        # Written last: its presence marks a complete folder.
+        (stage / MANIFEST_NAME).write_text(json.dumps(manifest) + "\n", encoding="utf-8")
+    return PreprocessReport(out_dir, count, bool(labels), real_tokens)
+
+
+def read_manifest(bin_dir) -> dict:
+    path = Path(bin_dir) / MANIFEST_NAME
+    if not path.is_file():
+        raise DataError(f"{path}: manifest not found (run preprocessing first: bash test/preprocess_data.sh)")
+    try:
+        raw = path.read_bytes()
+        manifest = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DataError(f"{path}: unreadable manifest ({exc})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
+        raise DataError(f"{path}: not a {MANIFEST_FORMAT} manifest")
+    manifest["_sha256"] = hashlib.sha256(raw).hexdigest()  # identifies these inputs in run summaries
+    return manifest
+
+
+def manifest_digest(bin_dir) -> Optional[str]:
+    """sha256 of bin_dir's manifest, or None when there is none (e.g. inputs made by another tool)."""
+    path = Path(bin_dir) / MANIFEST_NAME
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+
+
+def list_input_files(folder) -> list[str]:
+    """ais_bench's listing: .bin/.npy files of one input folder in natural order."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"{folder}: input folder not found")
+    names = [n.name for n in folder.iterdir() if n.suffix.lower() in (".bin", ".npy") and n.is_file()]
+    if not names:
+        raise DataError(f"{folder}: no .bin or .npy files")
+    return sorted(sorted(names), key=natural_key)
+
+
+def read_sample(path, seq_len: Optional[int] = None) -> np.ndarray:
+    """One per-sample int64 file (.bin raw, or .npy without pickles)."""
+    path = Path(path)
+    try:
+        if path.suffix.lower() == ".npy":
+            arr = np.load(path, allow_pickle=False)
+        else:
+            arr = np.fromfile(path, dtype=np.int64)
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path}: unreadable input file ({exc})") from None
+    arr = arr.reshape(-1)
+    if seq_len is not None and arr.size != seq_len:
+        raise DataError(f"{path}: {arr.size * 8} bytes, expected {seq_len * 8} ({seq_len} int64 values)")
+    return arr

@@ -1,0 +1,169 @@
+"""torch -> ONNX (TorchScript exporter) -> onnxsim, with contract checks and numerical validation."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+
+from .checkpoint import Checkpoint, load_model
+from .errors import ExportError
+from .layout import DEFAULT_OPSET, INPUT_NAMES, OUTPUT_NAME, SEQ_LEN, onnx_name, sim_onnx_name
+from .fsutil import staged_file
+
+PARITY_TOLERANCE = 1e-4
+# onnxsim passes that destroy the patterns ONNX Runtime's BERT fusions look for (MatMul+Add -> Gemm,
+# merged Unsqueezes on the mask path); skipping them changes no numbers and atc/TensorRT need neither.
+SKIPPED_ONNXSIM_PASSES = [
+    "fuse_matmul_add_bias_into_gemm_batched", "fuse_matmul_add_bias_into_gemm", "fuse_consecutive_unsqueezes",
+]
+
+
+@dataclass
+class ExportReport:
+    onnx_path: Path
+    sim_path: Path
+    max_abs_diff: float
+    max_abs_diff_sim: float
+    samples_checked: int
+    validation_source: str
+
+
+def export_onnx(model, path: Path, batch_size: Optional[int], *, seq_len: int = SEQ_LEN,
+                opset: int = DEFAULT_OPSET, dynamic: bool = False) -> None:
+    """Write the graph with inputs input_ids, segment_ids, input_mask (int64) and one float32 output.
+
+    batch_size None or dynamic=True gives dynamic batch and sequence axes (for dynamic-shape runtimes).
+    """
+    example_batch = batch_size or 2
+    dummy = tuple(torch.ones(example_batch, seq_len, dtype=torch.int64) for _ in INPUT_NAMES)
+    axes = None
+    if dynamic:
+        axes = {name: {0: "batch", 1: "sequence"} for name in INPUT_NAMES}
+        axes[OUTPUT_NAME] = {0: "batch"}
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            model, dummy, str(path), input_names=list(INPUT_NAMES), output_names=[OUTPUT_NAME],
+            opset_version=opset, dynamic_axes=axes, do_constant_folding=True,
+            dynamo=False,  # the TorchScript exporter: the graph ORT fuses and atc has always taken
+        )
+
+
+def simplify_onnx(src: Path, dst: Path) -> None:
+    import onnx
+    import onnxsim
+
+    model = onnx.load(str(src))
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        simplified, ok = onnxsim.simplify(model, skipped_optimizers=list(SKIPPED_ONNXSIM_PASSES))
+    if not ok:
+        raise ExportError(f"{src}: onnxsim could not validate the simplified model")
+    onnx.save(simplified, str(dst))
+
+
+def check_contract(path: Path, batch_size: Optional[int], num_labels: int, seq_len: int = SEQ_LEN) -> None:
+    """onnx.checker plus the interface every later stage relies on."""
+    import onnx
+
+    try:
+        onnx.checker.check_model(str(path))
+    except Exception as exc:
+        raise ExportError(f"{path}: onnx.checker failed: {exc}") from None
+    graph = onnx.load(str(path), load_external_data=False).graph
+    initializers = {i.name for i in graph.initializer}
+    inputs = [i for i in graph.input if i.name not in initializers]
+    names = [i.name for i in inputs]
+    if names != list(INPUT_NAMES):
+        raise ExportError(f"{path}: inputs {names}, expected {list(INPUT_NAMES)}")
+    for value in inputs:
+        ttype = value.type.tensor_type
+        dims = [d.dim_value if d.HasField("dim_value") else None for d in ttype.shape.dim]
+        if ttype.elem_type != onnx.TensorProto.INT64:
+            raise ExportError(f"{path}: input {value.name} is not int64")
+        if batch_size is not None and dims != [batch_size, seq_len]:
+            raise ExportError(f"{path}: input {value.name} has shape {dims}, expected [{batch_size}, {seq_len}]")
+    if len(graph.output) != 1:
+        raise ExportError(f"{path}: {len(graph.output)} outputs, expected 1 (the logits)")
+    out = graph.output[0].type.tensor_type
+    dims = [d.dim_value if d.HasField("dim_value") else None for d in out.shape.dim]
+    if out.elem_type != onnx.TensorProto.FLOAT or dims[-1:] != [num_labels] or (
+            batch_size is not None and dims != [batch_size, num_labels]):
+        raise ExportError(f"{path}: output has shape {dims}, expected [{batch_size}, {num_labels}] float32")
+
+
+def validation_inputs(checkpoint: Checkpoint, tsv_path, count: int, seq_len: int = SEQ_LEN):
+    """Real sentences tokenised like preprocessing when a TSV is at hand; otherwise varied random ids."""
+    if tsv_path is not None and Path(tsv_path).is_file():
+        from itertools import islice
+
+        from .data import encode, make_tokenizer
+        from .tsv import TsvReader
+
+        texts = [ex.text for ex in islice(TsvReader(tsv_path, label_set=None), count)]
+        feats = encode(make_tokenizer(checkpoint.vocab_file), texts, seq_len)
+        source = f"{len(texts)} sentences of {tsv_path}"
+    else:
+        rng = np.random.default_rng(0)
+        lengths = rng.integers(2, seq_len + 1, count)
+        mask = (np.arange(seq_len)[None, :] < lengths[:, None]).astype(np.int64)
+        ids = rng.integers(0, checkpoint.config.vocab_size, (count, seq_len)) * mask
+        feats = {"input_ids": ids, "segment_ids": np.zeros_like(ids), "input_mask": mask}
+        source = f"{count} random sequences (no TSV found)"
+    return feats, source
+
+
+def _batched(feats: dict, batch: int):
+    n = len(feats[INPUT_NAMES[0]])
+    for start in range(0, n, batch):
+        chunk = {k: v[start:start + batch] for k, v in feats.items()}
+        short = batch - len(chunk[INPUT_NAMES[0]])
+        if short:  # pad like ais_bench: copies of the chunk's first row
+            chunk = {k: np.concatenate([v, np.repeat(v[:1], short, axis=0)]) for k, v in chunk.items()}
+        yield chunk, batch - short
+
+
+def max_logit_difference(model, onnx_path: Path, feats: dict, batch: int) -> float:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    worst = 0.0
+    with torch.inference_mode():
+        for chunk, real in _batched(feats, batch):
+            expected = model(*(torch.from_numpy(chunk[n]) for n in INPUT_NAMES)).numpy()
+            got = session.run(None, {n: chunk[n] for n in INPUT_NAMES})[0]
+            worst = max(worst, float(np.max(np.abs(expected[:real] - got[:real]))))
+    return worst
+
+
+def export_checkpoint(checkpoint_dir, batch_size: int, out_dir=".", *, opset: int = DEFAULT_OPSET,
+                      tsv_path=None, validate_count: int = 64, seq_len: int = SEQ_LEN,
+                      tolerance: float = PARITY_TOLERANCE) -> ExportReport:
+    """Stage 1: TinyBERT_bsN.onnx and TinyBERT_sim_bsN.onnx, both checked and validated before either lands."""
+    if batch_size < 1:
+        raise ExportError(f"batch size must be a positive integer, got {batch_size}")
+    checkpoint, model = load_model(checkpoint_dir)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    final_plain, final_sim = out_dir / onnx_name(batch_size), out_dir / sim_onnx_name(batch_size)
+    feats, source = validation_inputs(checkpoint, tsv_path, max(validate_count, batch_size), seq_len)
+    with staged_file(final_plain) as plain, staged_file(final_sim) as sim:
+        export_onnx(model, plain, batch_size, seq_len=seq_len, opset=opset)
+        check_contract(plain, batch_size, checkpoint.config.num_labels, seq_len)
+        simplify_onnx(plain, sim)
+        check_contract(sim, batch_size, checkpoint.config.num_labels, seq_len)
+        diff = max_logit_difference(model, plain, feats, batch_size)
+        diff_sim = max_logit_difference(model, sim, feats, batch_size)
+        for path, value in ((final_plain, diff), (final_sim, diff_sim)):
+            if not value <= tolerance:
+                raise ExportError(f"{path}: max |logit difference| vs PyTorch {value:.3g} exceeds {tolerance:g}")
+        # Both files are moved into place together when this block exits without error.
+    return ExportReport(final_plain, final_sim, diff, diff_sim, len(feats[INPUT_NAMES[0]]), source)

@@ -1,0 +1,158 @@
+"""The ais_bench feeding loop, for backends that run on this host.
+
+Files of each input folder are taken in natural order; N = the model's batch files are concatenated per
+batch; a short last batch is padded with copies of its first file and the padded slots' outputs are
+dropped; each output slice is written as <input0 stem>_0.<fmt>. Compute time is measured per execution
+and summarised with ais_bench's keys.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, List, Optional, Sequence
+
+import numpy as np
+
+from .backends.base import Backend
+from .data import list_input_files, read_sample
+from .errors import DataError, UsageError
+from .layout import SEQ_LEN, output_file_name
+from .progress import progress
+from .results import OUTFMTS, create_result_dir, latency_stats, mark_complete, write_output
+
+
+@dataclass
+class RunReport:
+    result_dir: Optional[Path]
+    summary: dict
+
+
+def plan_batches(num_files: int, batch: int) -> List[List[Optional[int]]]:
+    """Index chunks of `batch`; None marks a padding slot in the last chunk (ais_bench's placeholder)."""
+    chunks = []
+    for start in range(0, num_files, batch):
+        chunk: List[Optional[int]] = list(range(start, min(start + batch, num_files)))
+        chunks.append(chunk + [None] * (batch - len(chunk)))
+    return chunks
+
+
+def _load_batch(folder: Path, names: Sequence[str], chunk: Sequence[Optional[int]], seq_len: int) -> np.ndarray:
+    first = chunk[0]
+    rows = [read_sample(folder / names[first if i is None else i], seq_len) for i in chunk]
+    return np.stack(rows)
+
+
+def _resolve_batch(backend: Backend, batch_size: Optional[int]) -> int:
+    if backend.batch_size is not None:
+        if batch_size is not None and batch_size != backend.batch_size:
+            # ais_bench only uses --batchsize for the throughput figure; a mismatch is a user error here.
+            raise UsageError(f"--batchsize {batch_size} does not match the model's batch {backend.batch_size}")
+        return backend.batch_size
+    if batch_size is None or batch_size < 1:
+        raise UsageError("this backend has no static batch: give --batchsize")
+    return batch_size
+
+
+def _timed(fn: Callable, times: list):
+    start = time.perf_counter()
+    out = fn()
+    times.append((time.perf_counter() - start) * 1000.0)
+    return out
+
+
+def run_files(backend: Backend, input_dirs: Sequence, output_root, *, batch_size: Optional[int] = None,
+              outfmt: str = "TXT", output_dirname: Optional[str] = None, loop: int = 1, warmup_count: int = 1,
+              seq_len: int = SEQ_LEN, show_progress: bool = True, extra_summary: Optional[dict] = None) -> RunReport:
+    """Run every sample file through backend and write an ais_bench result folder under output_root."""
+    outfmt = outfmt.upper()
+    if outfmt not in OUTFMTS:
+        raise UsageError(f"--outfmt {outfmt!r}: use one of {', '.join(OUTFMTS)}")
+    if loop < 1 or warmup_count < 0:
+        raise UsageError("--loop must be >= 1 and --warmup_count >= 0")
+    input_dirs = [Path(d) for d in input_dirs]
+    if len(input_dirs) != len(backend.input_names):
+        raise UsageError(f"{len(input_dirs)} input folders given, the model has {len(backend.input_names)} inputs")
+    listings = [list_input_files(d) for d in input_dirs]
+    for folder, names in zip(input_dirs[1:], listings[1:]):
+        if len(names) != len(listings[0]):
+            raise DataError(f"{folder}: {len(names)} files, but {input_dirs[0]} has {len(listings[0])}")
+    seq_len = backend.seq_len or seq_len
+    batch = _resolve_batch(backend, batch_size)
+    chunks = plan_batches(len(listings[0]), batch)
+
+    def feeds_for(chunk):
+        return {name: _load_batch(d, names, chunk, seq_len)
+                for name, d, names in zip(backend.input_names, input_dirs, listings)}
+
+    result_dir = create_result_dir(output_root, output_dirname)
+    times: list = []
+    filesinfo = {}
+    with progress(total=len(listings[0]), desc=f"infer {backend.name} bs{batch}", unit="sample",
+                  enabled=show_progress) as bar:
+        first = feeds_for(chunks[0])
+        for _ in range(warmup_count):
+            backend.run(first)
+        for n, chunk in enumerate(chunks):
+            feeds = first if n == 0 else feeds_for(chunk)
+            for _ in range(loop):
+                logits = _timed(lambda: backend.run(feeds), times)
+            for slot, index in enumerate(chunk):
+                if index is None:
+                    continue  # padding placeholder: ais_bench writes nothing for it
+                out_name = output_file_name(listings[0][index], 0, outfmt)
+                write_output(result_dir / out_name, logits[slot:slot + 1], outfmt)
+                filesinfo[str(index)] = {
+                    "infiles": [str(d / names[index]) for d, names in zip(input_dirs, listings)],
+                    "outfiles": [str(result_dir / out_name)],
+                }
+            bar.update(sum(i is not None for i in chunk))
+    summary = build_summary(backend, times, batch, filesinfo=filesinfo, extra=extra_summary)
+    mark_complete(result_dir, summary)
+    return RunReport(result_dir, summary)
+
+
+def run_pure(backend: Backend, *, batch_size: Optional[int] = None, loop: int = 100, warmup_count: int = 1,
+             pure_data_type: str = "zero", seq_len: int = SEQ_LEN, vocab_size: int = 100, seed: int = 0) -> RunReport:
+    """ais_bench's pure-inference performance mode: no input files, one generated batch, `loop` executions."""
+    batch = _resolve_batch(backend, batch_size)
+    seq_len = backend.seq_len or seq_len
+    shape = (batch, seq_len)
+    if pure_data_type == "zero":
+        feeds = {n: np.zeros(shape, np.int64) for n in backend.input_names}
+    elif pure_data_type == "random":
+        rng = np.random.default_rng(seed)
+        ids = rng.integers(0, vocab_size, shape, dtype=np.int64)
+        feeds = {backend.input_names[0]: ids,
+                 backend.input_names[1]: np.zeros(shape, np.int64),
+                 backend.input_names[2]: np.ones(shape, np.int64)}
+    else:
+        raise UsageError(f"--pure_data_type {pure_data_type!r}: use zero or random")
+    for _ in range(warmup_count):
+        backend.run(feeds)
+    times: list = []
+    for _ in range(loop):
+        _timed(lambda: backend.run(feeds), times)
+    return RunReport(None, build_summary(backend, times, batch))
+
+
+def build_summary(backend: Backend, times_ms, batch: int, *, filesinfo=None, extra=None) -> dict:
+    stats = latency_stats(times_ms)
+    zero = latency_stats([])
+    summary = {
+        "filesinfo": filesinfo or {},
+        "args": list(sys.argv),
+        "NPU_compute_time": stats,  # ais_bench's key; here: wall time of one backend execution on this host
+        "H2D_latency": zero,        # host backends copy nothing to a device
+        "D2H_latency": zero,
+        "throughput": 1000.0 * batch / stats["mean"] if stats["mean"] else 0.0,
+        "npu_compute_time_list": [float(t) for t in times_ms],
+        "pid": os.getpid(),
+        "batchsize": batch,
+        "backend": backend.describe(),
+    }
+    summary.update(extra or {})
+    return summary

@@ -1,0 +1,60 @@
+"""File naming shared by every stage: the one place that knows ModelZoo's names."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+SEQ_LEN = 64
+INPUT_NAMES = ("input_ids", "segment_ids", "input_mask")
+OUTPUT_NAME = "output"
+DEFAULT_OPSET = 11
+
+# ModelZoo defaults, relative to the working directory; overridable by flags or these variables.
+MODEL_DIR_ENV = "TINYBERT_MODEL_DIR"
+DATA_DIR_ENV = "TINYBERT_DATA_DIR"
+DEFAULT_MODEL_DIR = "SST-2_model"
+DEFAULT_DATA_DIR = os.path.join("glue_dir", "SST-2")
+DEFAULT_BIN_DIR = "bert_bin"
+DEFAULT_RESULT_DIR = "result"
+MANIFEST_NAME = "manifest.json"
+
+
+def default_model_dir() -> Path:
+    return Path(os.environ.get(MODEL_DIR_ENV) or DEFAULT_MODEL_DIR)
+
+
+def default_data_dir() -> Path:
+    return Path(os.environ.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR)
+
+
+def onnx_name(batch_size: int) -> str:
+    return f"TinyBERT_bs{batch_size}.onnx"
+
+
+def sim_onnx_name(batch_size: int) -> str:
+    return f"TinyBERT_sim_bs{batch_size}.onnx"
+
+
+def om_stem(batch_size: int) -> str:
+    return f"TinyBERT_bs{batch_size}"
+
+
+def sample_file_name(index: int) -> str:
+    """Per-sample input file, as ModelZoo's preprocessing names it."""
+    return f"input{index}.bin"
+
+
+def output_file_name(input_file_name: str, output_index: int, fmt: str) -> str:
+    """ais_bench: stem of input 0's file cut at the first '.', then _<k>.<fmt lower-case>."""
+    stem = os.path.basename(input_file_name).split(".", 1)[0]
+    return f"{stem}_{output_index}.{fmt.lower()}"
+
+
+_DIGITS = re.compile(r"(\d+)")
+
+
+def natural_key(name: str):
+    """Sort key comparing digit runs as integers (input2 < input10), as ais_bench does."""
+    return [int(part) if part.isdigit() else part for part in _DIGITS.split(name)]

@@ -1,0 +1,121 @@
+"""Scoring a result folder: accuracy, confusion matrix, per-class precision/recall (scikit-learn)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
+
+from .data import read_manifest
+from .errors import DataError, ResultError
+from .fsutil import staged_file, write_json_atomic
+from .layout import INPUT_NAMES
+from .results import metrics_path, predictions_path, read_logits, read_summary
+
+
+_OUTPUT_NAME = re.compile(r"^.+_0\.(txt|bin|npy)$")
+
+
+@dataclass
+class Evaluation:
+    result_dir: Path
+    predictions: np.ndarray
+    logits: np.ndarray
+    metrics: Optional[dict]
+
+
+def sample_stems(manifest: dict) -> list[str]:
+    pattern = manifest["file_pattern"]
+    return [pattern.format(index=i).split(".", 1)[0] for i in range(manifest["count"])]
+
+
+def score(labels, predictions, num_labels: int) -> dict:
+    labels = np.asarray(labels)
+    classes = list(range(num_labels))
+    precision, recall, f1, support = precision_recall_fscore_support(
+        labels, predictions, labels=classes, zero_division=0
+    )
+    correct = int((labels == predictions).sum())
+    return {
+        "accuracy": float(accuracy_score(labels, predictions)),
+        "samples": int(labels.size),
+        "correct": correct,
+        "confusion_matrix": confusion_matrix(labels, predictions, labels=classes).tolist(),
+        "per_class": {
+            str(c): {"precision": float(precision[c]), "recall": float(recall[c]), "f1": float(f1[c]),
+                     "support": int(support[c])}
+            for c in classes
+        },
+    }
+
+
+def _check_consistency(result_dir: Path, manifest: dict) -> None:
+    """The run must have read the inputs this manifest describes (when its summary says what it read)."""
+    outputs = sum(1 for p in result_dir.iterdir() if _OUTPUT_NAME.match(p.name))
+    if outputs > manifest["count"]:
+        raise ResultError(
+            f"{result_dir}: {outputs} output files but the manifest describes {manifest['count']} samples "
+            f"(results of another input set?)"
+        )
+    summary = read_summary(result_dir)
+    recorded = (summary or {}).get("inputs_manifest_sha256") if isinstance(summary, dict) else None
+    if recorded and manifest.get("_sha256") and recorded != manifest["_sha256"]:
+        raise ResultError(
+            f"{result_dir}: produced from different preprocessed inputs than the manifest given "
+            f"(re-run inference or point --bin_dir at the inputs it used)"
+        )
+
+
+def evaluate(result_dir, bin_dir, *, num_labels: Optional[int] = None, write: bool = True) -> Evaluation:
+    result_dir = Path(result_dir)
+    manifest = read_manifest(bin_dir)
+    stems = sample_stems(manifest)
+    labels = manifest.get("labels")
+    width = num_labels or (len(manifest["label_names"]) if manifest.get("label_names") else None)
+    if width is None:
+        width = _width_of_first_output(result_dir, stems)
+    logits = read_logits(result_dir, stems, width)
+    _check_consistency(result_dir, manifest)
+    predictions = logits.argmax(axis=1)
+    metrics = None
+    if labels is not None:
+        if len(labels) != len(stems):
+            raise DataError(f"{Path(bin_dir)}: manifest has {len(labels)} labels for {len(stems)} samples")
+        metrics = score(labels, predictions, width)
+        metrics["result_dir"] = str(result_dir)
+        metrics["tsv"] = manifest["tsv"]
+        if write:
+            write_json_atomic(metrics_path(result_dir), metrics)
+    elif write:
+        ids = manifest.get("guids") or [str(i) for i in range(len(stems))]
+        with staged_file(predictions_path(result_dir)) as tmp:
+            tmp.write_text("index\tprediction\n" + "".join(f"{g}\t{p}\n" for g, p in zip(ids, predictions)))
+    return Evaluation(result_dir, predictions, logits, metrics)
+
+
+def _width_of_first_output(result_dir: Path, stems) -> int:
+    from .results import check_complete, find_output_file, read_output
+
+    check_complete(result_dir)
+    first = find_output_file(result_dir, stems[0])
+    if first is None:
+        raise ResultError(f"{result_dir}: missing output file(s) {stems[0]}_0.txt; refusing to score a subset")
+    return read_output(first).size
+
+
+def format_report(metrics: dict) -> str:
+    lines = [
+        f"acc:{metrics['accuracy']:.4f}",
+        f"samples: {metrics['samples']}  correct: {metrics['correct']}",
+        "confusion matrix (rows = true label, columns = predicted):",
+    ]
+    for label, row in enumerate(metrics["confusion_matrix"]):
+        lines.append(f"  {label}: " + " ".join(f"{v:6d}" for v in row))
+    lines.append("class  precision  recall  f1      support")
+    for label, stats in metrics["per_class"].items():
+        lines.append(f"  {label:3s}  {stats['precision']:.4f}     {stats['recall']:.4f}  {stats['f1']:.4f}  {stats['support']}")
+    return "\n".join(lines)

@@ -1,0 +1,179 @@
+"""A compact TinyBERT sequence classifier that mirrors TinyBERT's own modelling code.
+
+Why not transformers' BertModel: its 5.x attention mask (And/Where nodes, SDPA) blocks ONNX Runtime's
+Attention fusion and adds ops atc does not need. This module keeps the classic additive mask
+``(1 - mask) * -10000`` and eager attention, so the exported graph is the one every runtime fuses.
+Numerical equivalence with transformers' BertModel is proven in tests/test_modeling.py.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class TinyBertConfig:
+    vocab_size: int
+    hidden_size: int
+    num_hidden_layers: int
+    num_attention_heads: int
+    intermediate_size: int
+    max_position_embeddings: int
+    type_vocab_size: int
+    num_labels: int
+    hidden_act: str = "gelu"
+    layer_norm_eps: float = 1e-12
+
+    @property
+    def head_size(self) -> int:
+        return self.hidden_size // self.num_attention_heads
+
+    def flops_per_sample(self, seq_len: int) -> float:
+        """Multiply-adds x2 of the encoder's matrix products (embeddings and pooler are negligible)."""
+        h, i, s = self.hidden_size, self.intermediate_size, seq_len
+        return 2.0 * self.num_hidden_layers * s * (4 * h * h + 2 * h * i + 2 * s * h)
+
+
+def _gelu(x: torch.Tensor) -> torch.Tensor:
+    # erf form, as in TinyBERT/BERT: exports as Erf, which ORT fuses to (Bias)Gelu and atc maps to Gelu.
+    return x * 0.5 * (1.0 + torch.erf(x / math.sqrt(2.0)))
+
+
+_ACTIVATIONS = {"gelu": _gelu, "relu": torch.relu}
+
+
+class Embeddings(nn.Module):
+    def __init__(self, cfg: TinyBertConfig):
+        super().__init__()
+        self.word_embeddings = nn.Embedding(cfg.vocab_size, cfg.hidden_size)
+        self.position_embeddings = nn.Embedding(cfg.max_position_embeddings, cfg.hidden_size)
+        self.token_type_embeddings = nn.Embedding(cfg.type_vocab_size, cfg.hidden_size)
+        self.LayerNorm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
+        self.register_buffer(
+            "position_ids", torch.arange(cfg.max_position_embeddings).unsqueeze(0), persistent=False
+        )
+
+    def forward(self, input_ids, token_type_ids):
+        positions = self.position_ids[:, : input_ids.size(1)]
+        x = self.word_embeddings(input_ids) + self.position_embeddings(positions)
+        x = x + self.token_type_embeddings(token_type_ids)
+        return self.LayerNorm(x)
+
+
+class SelfAttention(nn.Module):
+    def __init__(self, cfg: TinyBertConfig):
+        super().__init__()
+        self.num_heads = cfg.num_attention_heads
+        self.head_size = cfg.head_size
+        self.query = nn.Linear(cfg.hidden_size, cfg.hidden_size)
+        self.key = nn.Linear(cfg.hidden_size, cfg.hidden_size)
+        self.value = nn.Linear(cfg.hidden_size, cfg.hidden_size)
+
+    def _split_heads(self, x):
+        x = x.view(x.size(0), x.size(1), self.num_heads, self.head_size)
+        return x.permute(0, 2, 1, 3)
+
+    def forward(self, hidden, additive_mask):
+        q = self._split_heads(self.query(hidden))
+        k = self._split_heads(self.key(hidden))
+        v = self._split_heads(self.value(hidden))
+        scores = torch.matmul(q, k.transpose(-1, -2)) / math.sqrt(self.head_size)
+        probs = torch.softmax(scores + additive_mask, dim=-1)
+        context = torch.matmul(probs, v).permute(0, 2, 1, 3).contiguous()
+        return context.view(context.size(0), context.size(1), self.num_heads * self.head_size)
+
+
+class DenseLayerNorm(nn.Module):
+    """dense -> residual add -> LayerNorm (BERT's SelfOutput and Output blocks)."""
+
+    def __init__(self, in_size: int, cfg: TinyBertConfig):
+        super().__init__()
+        self.dense = nn.Linear(in_size, cfg.hidden_size)
+        self.LayerNorm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
+
+    def forward(self, x, residual):
+        return self.LayerNorm(self.dense(x) + residual)
+
+
+class Attention(nn.Module):
+    def __init__(self, cfg: TinyBertConfig):
+        super().__init__()
+        self.self = SelfAttention(cfg)
+        self.output = DenseLayerNorm(cfg.hidden_size, cfg)
+
+    def forward(self, hidden, additive_mask):
+        return self.output(self.self(hidden, additive_mask), hidden)
+
+
+class Intermediate(nn.Module):
+    def __init__(self, cfg: TinyBertConfig):
+        super().__init__()
+        self.dense = nn.Linear(cfg.hidden_size, cfg.intermediate_size)
+        self.act = _ACTIVATIONS[cfg.hidden_act]
+
+    def forward(self, x):
+        return self.act(self.dense(x))
+
+
+class Layer(nn.Module):
+    def __init__(self, cfg: TinyBertConfig):
+        super().__init__()
+        self.attention = Attention(cfg)
+        self.intermediate = Intermediate(cfg)
+        self.output = DenseLayerNorm(cfg.intermediate_size, cfg)
+
+    def forward(self, hidden, additive_mask):
+        attended = self.attention(hidden, additive_mask)
+        return self.output(self.intermediate(attended), attended)
+
+
+class Encoder(nn.Module):
+    def __init__(self, cfg: TinyBertConfig):
+        super().__init__()
+        self.layer = nn.ModuleList(Layer(cfg) for _ in range(cfg.num_hidden_layers))
+
+    def forward(self, hidden, additive_mask):
+        for layer in self.layer:
+            hidden = layer(hidden, additive_mask)
+        return hidden
+
+
+class Pooler(nn.Module):
+    def __init__(self, cfg: TinyBertConfig):
+        super().__init__()
+        self.dense = nn.Linear(cfg.hidden_size, cfg.hidden_size)
+
+    def forward(self, hidden):
+        return torch.tanh(self.dense(hidden[:, 0]))
+
+
+class BertModel(nn.Module):
+    def __init__(self, cfg: TinyBertConfig):
+        super().__init__()
+        self.embeddings = Embeddings(cfg)
+        self.encoder = Encoder(cfg)
+        self.pooler = Pooler(cfg)
+
+    def forward(self, input_ids, token_type_ids, attention_mask):
+        # Classic BERT additive mask: the pattern ORT's Attention fusion and atc recognise.
+        extended = attention_mask.unsqueeze(1).unsqueeze(2).to(torch.float32)
+        additive_mask = (1.0 - extended) * -10000.0
+        hidden = self.encoder(self.embeddings(input_ids, token_type_ids), additive_mask)
+        return self.pooler(hidden)
+
+
+class TinyBertForSequenceClassification(nn.Module):
+    """TinyBERT's head: logits = classifier(relu(pooled_output)) (not HF's dropout+linear head)."""
+
+    def __init__(self, cfg: TinyBertConfig):
+        super().__init__()
+        self.config = cfg
+        self.bert = BertModel(cfg)
+        self.classifier = nn.Linear(cfg.hidden_size, cfg.num_labels)
+
+    def forward(self, input_ids, segment_ids, input_mask):
+        return self.classifier(torch.relu(self.bert(input_ids, segment_ids, input_mask)))

@@ -1,0 +1,200 @@
+"""ais_bench's result layout, written and read in one place.
+
+    <root>/<YYYY_MM_DD-HH_MM_SS or --output_dirname>/input<i>_0.{txt,bin,npy}
+    <root>/<same name>_summary.json
+
+TXT is ais_bench's format: one row per sample, each value printed with %f and followed by a space.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import time
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+
+from .errors import ResultError
+from .fsutil import staged_file, write_json_atomic
+
+OUTFMTS = ("TXT", "BIN", "NPY")
+INCOMPLETE_MARKER = ".incomplete"  # present while a run of ours is writing; removed after the summary
+TIMESTAMP_FORMAT = "%Y_%m_%d-%H_%M_%S"
+_SAFE_DIRNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+def summary_path(result_dir: Path) -> Path:
+    result_dir = Path(result_dir)
+    return result_dir.parent / f"{result_dir.name}_summary.json"
+
+
+def metrics_path(result_dir: Path) -> Path:
+    result_dir = Path(result_dir)
+    return result_dir.parent / f"{result_dir.name}_metrics.json"
+
+
+def predictions_path(result_dir: Path) -> Path:
+    result_dir = Path(result_dir)
+    return result_dir.parent / f"{result_dir.name}_predictions.tsv"
+
+
+def _claim(folder: Path) -> bool:
+    """Create folder (and its incomplete marker) only if neither it nor its summary exists yet."""
+    if summary_path(folder).exists():
+        return False
+    try:
+        folder.mkdir()
+    except FileExistsError:
+        return False
+    (folder / INCOMPLETE_MARKER).write_text(f"pid {os.getpid()}\n")
+    return True
+
+
+def create_result_dir(root, output_dirname: Optional[str] = None, clock=time.time) -> Path:
+    """A new result folder; never an existing one. Same-second runs wait for the next free timestamp."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    if output_dirname is not None:
+        if not _SAFE_DIRNAME.match(output_dirname) or output_dirname in (".", ".."):
+            raise ResultError(f"--output_dirname {output_dirname!r}: use a plain folder name (letters, digits, . _ -)")
+        folder = root / output_dirname
+        if not _claim(folder):
+            raise ResultError(f"{folder}: already exists; results are never overwritten (pick another --output_dirname)")
+        return folder
+    for _ in range(120):
+        folder = root / time.strftime(TIMESTAMP_FORMAT, time.localtime(clock()))
+        if _claim(folder):
+            return folder
+        time.sleep(1.0 - math.modf(clock())[0] + 0.001)  # keep ais_bench's exact name format: next second
+    raise ResultError(f"{root}: could not find a free timestamped folder name")
+
+
+def mark_complete(result_dir: Path, summary: dict) -> None:
+    write_json_atomic(summary_path(result_dir), summary)
+    (Path(result_dir) / INCOMPLETE_MARKER).unlink(missing_ok=True)
+
+
+def format_txt(array: np.ndarray) -> bytes:
+    rows = np.asarray(array).reshape(-1, np.asarray(array).shape[-1] if np.ndim(array) else 1)
+    fmt = "%f" if rows.dtype.kind == "f" else "%d"
+    return "".join("".join(f"{fmt % v} " for v in row) + "\n" for row in rows).encode()
+
+
+def write_output(path: Path, array: np.ndarray, outfmt: str) -> None:
+    """One output slice in ais_bench's format, written atomically."""
+    outfmt = outfmt.upper()
+    with staged_file(path) as tmp:
+        if outfmt == "TXT":
+            tmp.write_bytes(format_txt(array))
+        elif outfmt == "BIN":
+            np.ascontiguousarray(array).tofile(tmp)
+        elif outfmt == "NPY":
+            with open(tmp, "wb") as handle:
+                np.save(handle, array)
+        else:
+            raise ResultError(f"--outfmt {outfmt!r}: use one of {', '.join(OUTFMTS)}")
+
+
+def read_output(path: Path, width: Optional[int] = None) -> np.ndarray:
+    """The logits of one sample (first row) from a .txt, float32 .bin or .npy output file."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".txt":
+            text = path.read_bytes().decode("ascii")
+            lines = [ln for ln in text.splitlines() if ln.strip()]
+            if not lines:
+                raise ResultError(f"{path}: empty output file")
+            try:
+                values = np.array([float(tok) for tok in lines[0].split()], dtype=np.float64)
+            except ValueError:
+                raise ResultError(f"{path}: unparsable number in {lines[0][:60]!r}") from None
+        elif suffix == ".bin":
+            values = np.fromfile(path, dtype=np.float32).astype(np.float64)
+        elif suffix == ".npy":
+            arr = np.load(path, allow_pickle=False)
+            if arr.dtype.kind not in "fiu":
+                raise ResultError(f"{path}: non-numeric array (dtype {arr.dtype})")
+            values = arr.astype(np.float64).reshape(-1, arr.shape[-1] if arr.ndim else 1)[0]
+        else:
+            raise ResultError(f"{path}: unknown output format (expected .txt, .bin or .npy)")
+    except UnicodeDecodeError:
+        raise ResultError(f"{path}: not a text file") from None
+    except (OSError, ValueError, EOFError) as exc:
+        raise ResultError(f"{path}: unreadable output file ({exc})") from None
+    if width is not None and values.size != width:
+        raise ResultError(f"{path}: {values.size} values, expected {width} (one per label)")
+    if not np.all(np.isfinite(values)):
+        raise ResultError(f"{path}: non-finite value in {values.tolist()}")
+    return values
+
+
+def find_output_file(result_dir: Path, stem: str, output_index: int = 0) -> Optional[Path]:
+    for ext in ("txt", "bin", "npy"):
+        candidate = result_dir / f"{stem}_{output_index}.{ext}"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def check_complete(result_dir: Path) -> None:
+    result_dir = Path(result_dir)
+    if not result_dir.is_dir():
+        raise ResultError(f"{result_dir}: result folder not found")
+    if (result_dir / INCOMPLETE_MARKER).exists():
+        raise ResultError(f"{result_dir}: incomplete run (interrupted or still running); run inference again")
+
+
+def read_logits(result_dir, stems: Sequence[str], width: int) -> np.ndarray:
+    """Logits [len(stems), width], matched by file name; refuses any missing or bad sample."""
+    result_dir = Path(result_dir)
+    check_complete(result_dir)
+    paths, missing = [], []
+    for stem in stems:
+        path = find_output_file(result_dir, stem)
+        if path is None:
+            missing.append(f"{stem}_0.txt")
+        paths.append(path)
+    if missing:
+        shown = ", ".join(missing[:5]) + (f" ... ({len(missing)} missing in all)" if len(missing) > 5 else "")
+        raise ResultError(f"{result_dir}: missing output file(s) {shown}; refusing to score a subset")
+    return np.stack([read_output(p, width) for p in paths])
+
+
+def latency_stats(times_ms: Sequence[float]) -> dict:
+    arr = np.asarray(times_ms, dtype=np.float64)
+    if arr.size == 0:
+        return {"min": 0.0, "max": 0.0, "mean": 0.0, "median": 0.0, "percentile(99%)": 0.0, "count": 0}
+    return {
+        "min": float(arr.min()), "max": float(arr.max()), "mean": float(arr.mean()),
+        "median": float(np.median(arr)), "percentile(99%)": float(np.percentile(arr, 99)), "count": int(arr.size),
+    }
+
+
+def read_summary(result_dir) -> Optional[dict]:
+    path = summary_path(result_dir)
+    legacy = Path(result_dir) / "sumary.json"  # ais_infer before Nov 2022 wrote it inside the folder
+    for candidate in (path, legacy):
+        if candidate.is_file():
+            try:
+                return json.loads(candidate.read_text(encoding="utf-8"))
+            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+                raise ResultError(f"{candidate}: unreadable summary ({exc})") from None
+    return None
+
+
+def format_summary_block(summary: dict) -> str:
+    """ais_bench's printed performance summary."""
+    t = summary["NPU_compute_time"]
+    bs = summary.get("batchsize", 1)
+    return "\n".join([
+        "[INFO] -----------------Performance Summary------------------",
+        f"[INFO] NPU_compute_time (ms): min = {t['min']}, max = {t['max']}, mean = {t['mean']}, "
+        f"median = {t['median']}, percentile(99%) = {t['percentile(99%)']}",
+        f"[INFO] throughput 1000*batchsize.mean({bs})/NPU_compute_time.mean({t['mean']}): {summary['throughput']}",
+        "[INFO] ------------------------------------------------------",
+    ])
