@@ -1,0 +1,70 @@
+"""Shared fixtures: tiny random TinyBERT checkpoints and tiny GLUE TSVs, built on the fly."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tinybert_infer.synthetic import write_random_checkpoint
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("TINYBERT_SHARED", ROOT.parent / "shared")).resolve()
+
+WORDS = ["good", "bad", "movie", "film", "great", "awful", "it", "'s", "a", "the", "not", "fun", "boring",
+         "charming", "story", "##s", "and", "very", "."]
+SENTENCES = [
+    ("it 's a charming and often affecting movie . ", "1"),
+    ("unflinchingly bleak and desperate ", "0"),
+    ("a great film", "1"),
+    ("the story is boring and awful", "0"),
+    ("not fun", "0"),
+    ("very very good", "1"),
+    ('he said "great" , but it was bad', "0"),
+    ("films", "1"),
+    ("Émile's MOVIE is good", "1"),
+    ("bad bad bad bad bad bad bad bad bad bad bad bad bad bad bad bad bad bad bad bad bad bad bad bad bad "
+     "bad bad bad bad bad bad bad bad bad bad bad bad bad bad bad bad bad bad bad bad bad bad bad bad bad "
+     "bad bad bad bad bad bad bad bad bad bad bad bad bad bad bad bad bad bad", "0"),
+    ("the the the", "1"),
+    ("a", "0"),
+    ("good and bad", "1"),
+]
+
+
+def write_tsv(path: Path, rows=SENTENCES, header="sentence\tlabel") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(header + "\n" + "".join(f"{s}\t{label}\n" for s, label in rows), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    return write_random_checkpoint(tmp_path_factory.mktemp("ckpt") / "SST-2_model", words=WORDS, seed=1)
+
+
+@pytest.fixture()
+def tiny_tsv(tmp_path) -> Path:
+    return write_tsv(tmp_path / "glue_dir" / "SST-2" / "dev.tsv")
+
+
+def run_cli(*args, cwd=None, env=None, check=False, timeout=300) -> subprocess.CompletedProcess:
+    """python -m tinybert_infer ARGS in a subprocess (the way users run it)."""
+    full_env = dict(os.environ, PYTHONPATH=str(ROOT))
+    full_env.update(env or {})
+    proc = subprocess.run([sys.executable, "-m", "tinybert_infer", *map(str, args)], cwd=cwd, env=full_env,
+                          capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
+    return proc
+
+
+def run_script(script: str, *args, cwd, env=None, timeout=300) -> subprocess.CompletedProcess:
+    """bash test/<script> ARGS from cwd (a ModelZoo-style working folder)."""
+    full_env = dict(os.environ, PYTHON=sys.executable)
+    full_env.update(env or {})
+    return subprocess.run(["bash", str(ROOT / "test" / script), *map(str, args)], cwd=cwd, env=full_env,
+                          capture_output=True, text=True, timeout=timeout)
