@@ -201,8 +201,8 @@ def _extra_commands():
     import importlib
 
     found = []
-    for module, attr in (("atc", "add_command"), ("trtexec", "add_command"), ("bench", "add_command"),
-                         ("pipeline", "add_command")):
+    for module, attr in (("atc", "add_command"), ("trtexec", "add_command"), ("aisbench", "add_command"),
+                         ("bench", "add_command"), ("pipeline", "add_command")):
         try:
             mod = importlib.import_module(f".{module}", __package__)
         except ModuleNotFoundError as exc:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .base import Backend
 
-BACKENDS = ("onnxruntime", "torch")
+BACKENDS = ("onnxruntime", "torch", "ort-cuda", "ort-trt")  # GPU ones also as onnxruntime-gpu, ort-tensorrt
 
 
 def make_backend(name: str, *, onnx_path=None, checkpoint_dir=None, batch_size=None, threads=None) -> Backend:
@@ -18,4 +18,10 @@ def make_backend(name: str, *, onnx_path=None, checkpoint_dir=None, batch_size=N
         from .torch_eager import TorchBackend
 
         return TorchBackend(checkpoint_dir, batch_size=batch_size, threads=threads)
+    from .gpu import GPU_PROVIDERS, canonical_name
+
+    if canonical_name(name) in GPU_PROVIDERS:
+        from .gpu import OrtGpuBackend
+
+        return OrtGpuBackend(onnx_path, backend=name, threads=threads)
     raise UsageError(f"unknown backend {name!r} (choose from {', '.join(BACKENDS)})")
