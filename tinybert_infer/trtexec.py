@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -181,10 +182,11 @@ def run_perf(model: Path, batch_size: int, *, workspace_mib: int = DEFAULT_WORKS
     info = read_onnx_info(model)
     if info.inputs[0].dims and info.inputs[0].dims[0] not in (None, batch_size):
         raise UsageError(f"{model}: batch {info.inputs[0].dims[0]}, but BS is {batch_size}")
-    if dry_run and assume_version is None and not trtexec_path:
-        trtexec, version, help_text = "trtexec", None, ""
-        print("# TensorRT version unknown here: flags for TensorRT 8.4-10.x (pass --trt_version to choose)",
-              file=sys.stderr)
+    if dry_run and not trtexec_path and shutil.which("trtexec") is None:
+        trtexec, version, help_text = "trtexec", assume_version, ""
+        if version is None:
+            print("# TensorRT version unknown here: flags for TensorRT 8.4-10.x (pass --trt_version to choose)",
+                  file=sys.stderr)
     else:
         trtexec = require_tool("trtexec", INSTALL_HINT, trtexec_path)
         version, help_text = probe(trtexec)
