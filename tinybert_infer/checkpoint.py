@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import json
 import pickle
+import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import torch
 
@@ -86,18 +89,26 @@ def load_state_dict(path: Path) -> dict:
 
             state = load_file(str(path), device="cpu")
         else:
-            state = torch.load(str(path), map_location="cpu", weights_only=True)
+            with warnings.catch_warnings():  # torch warns about pickle protocols before refusing; one line is enough
+                warnings.simplefilter("ignore")
+                state = torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unsafe pickle"
         raise CheckpointError(
-            f"{path}: refused to load: the file contains pickled objects other than tensors "
-            f"(weights_only loading; {first[:160]})"
+            f"{path}: refused to load: not a plain tensor checkpoint ({_unpickling_reason(exc)}); pickled "
+            f"objects are never unpickled: re-save it as a plain state_dict or as model.safetensors"
         ) from None
     except Exception as exc:  # corrupt zip, truncated file, bad safetensors header, ...
         raise CheckpointError(f"{path}: cannot read weights ({type(exc).__name__}: {str(exc)[:160]})") from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"{path}: expected a mapping of parameter names to tensors")
     return _normalise_keys(state)
+
+
+def _unpickling_reason(exc: Exception) -> str:
+    """The one useful phrase of torch's multi-paragraph weights_only refusal (without its ANSI codes)."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
+    match = re.search(r"WeightsUnpickler error:\s*(.+?)(?:\.\s|\n\n|$)", text, re.S)
+    return " ".join(match.group(1).split())[:160] if match else "not a plain tensor file"
 
 
 def _normalise_keys(state: dict) -> dict:
@@ -112,18 +123,21 @@ def _normalise_keys(state: dict) -> dict:
     return out
 
 
-def _read_vocab(path: Path, vocab_size: int) -> int:
+def check_vocab(path, vocab_size: Optional[int] = None) -> int:
+    """vocab.txt must be UTF-8, hold the special tokens and fit the embedding table; returns its token count."""
+    path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: vocabulary file not found")
     try:
-        tokens = path.read_text(encoding="utf-8").splitlines()
+        with open(path, encoding="utf-8") as handle:
+            tokens = [line.rstrip("\n") for line in handle]  # exactly as the tokenizer reads it (data.load_vocab)
     except UnicodeDecodeError as exc:
         raise CheckpointError(f"{path}: not valid UTF-8 ({exc.reason} at byte {exc.start})") from None
-    present = set(t.strip() for t in tokens)
+    present = set(tokens)
     missing = [t for t in SPECIAL_TOKENS if t not in present]
     if missing:
-        raise CheckpointError(f"{path}: vocabulary lacks special token(s) {', '.join(missing)}")
-    if len(tokens) > vocab_size:
+        raise CheckpointError(f"{path}: vocabulary lacks special token(s) {', '.join(missing)} (one token per line)")
+    if vocab_size is not None and len(tokens) > vocab_size:
         raise CheckpointError(
             f"{path}: {len(tokens)} tokens but config vocab_size is {vocab_size}; ids would overflow the embedding"
         )
@@ -145,7 +159,7 @@ def read_checkpoint(folder) -> Checkpoint:
         raise CheckpointError(f"{folder}: checkpoint folder not found")
     raw = _read_config(folder)
     vocab_file = folder / VOCAB_FILE
-    _read_vocab(vocab_file, raw["vocab_size"])
+    check_vocab(vocab_file, raw["vocab_size"])
     weights_file = find_weights_file(folder)
     state = load_state_dict(weights_file)
     config = TinyBertConfig(

@@ -95,18 +95,9 @@ def cmd_preprocess(args) -> int:
 
 
 def _check_vocab(vocab: Path) -> None:
-    from .checkpoint import SPECIAL_TOKENS
-    from .errors import CheckpointError
+    from .checkpoint import check_vocab
 
-    if not vocab.is_file():
-        raise CheckpointError(f"{vocab}: vocabulary file not found")
-    try:
-        present = set(vocab.read_text(encoding="utf-8").splitlines())
-    except UnicodeDecodeError as exc:
-        raise CheckpointError(f"{vocab}: not valid UTF-8 ({exc.reason})") from None
-    missing = [t for t in SPECIAL_TOKENS if t not in present]
-    if missing:
-        raise CheckpointError(f"{vocab}: vocabulary lacks special token(s) {', '.join(missing)}")
+    check_vocab(vocab)
 
 
 # ---------------------------------------------------------------- infer (stage 4, host backends)

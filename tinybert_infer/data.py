@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import collections.abc
 import hashlib
 import json
+import os
+import re
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
@@ -12,7 +15,7 @@ from typing import Iterable, Iterator, Optional, Sequence
 import numpy as np
 
 from .errors import DataError
-from .fsutil import staged_dir
+from .fsutil import JsonSpool, dump_json, staged_dir
 from .layout import INPUT_NAMES, MANIFEST_NAME, SEQ_LEN, natural_key, sample_file_name
 from .progress import progress
 from .tsv import TsvReader, file_sha256
@@ -79,8 +82,9 @@ def preprocess(tsv_path, vocab_file, out_dir, *, max_seq_length: int = SEQ_LEN,
     tokenizer = make_tokenizer(vocab_file)
     reader = TsvReader(tsv_path, label_set=label_set)
     out_dir = Path(out_dir)
-    labels, guids, count, real_tokens = [], [], 0, 0
-    with staged_dir(out_dir) as stage:
+    count, real_tokens = 0, 0
+    # Labels and guids go to disk as they come (JsonSpool), so memory does not grow with the file.
+    with staged_dir(out_dir) as stage, JsonSpool() as labels, JsonSpool() as guids:
         for name in INPUT_NAMES:
             (stage / name).mkdir()
         with progress(desc=f"preprocess {reader.path.name}", unit="sent", enabled=show_progress) as bar:
@@ -91,9 +95,9 @@ def preprocess(tsv_path, vocab_file, out_dir, *, max_seq_length: int = SEQ_LEN,
                     for name in INPUT_NAMES:
                         features[name][row].tofile(stage / name / fname)
                     if ex.label is not None:
-                        labels.append(int(ex.label) if ex.label.isdigit() else ex.label)
+                        labels.add(int(ex.label) if ex.label.isdigit() else ex.label)
                     if ex.guid is not None:
-                        guids.append(ex.guid)
+                        guids.add(ex.guid)
                     count += 1
                 real_tokens += int(features["input_mask"].sum())
                 bar.update(len(chunk))
@@ -107,13 +111,15 @@ def preprocess(tsv_path, vocab_file, out_dir, *, max_seq_length: int = SEQ_LEN,
             "real_tokens": real_tokens,
             "tsv": {"path": str(reader.path), "sha256": reader.sha256},
             "vocab": {"path": str(vocab_file), "sha256": file_sha256(vocab_file)},
-            "label_names": list(label_set) if label_set is not None and labels else None,
-            "labels": labels or None,
-            "guids": guids or None,
+            "label_names": list(label_set) if label_set is not None and labels.count else None,
+            "labels": labels if labels.count else None,
+            "guids": guids if guids.count else None,
         }
         # Written last: its presence marks a complete folder.
-        (stage / MANIFEST_NAME).write_text(json.dumps(manifest) + "\n", encoding="utf-8")
-    return PreprocessReport(out_dir, count, bool(labels), real_tokens)
+        with open(stage / MANIFEST_NAME, "w", encoding="utf-8") as out:
+            dump_json(manifest, out, indent=None)
+        labelled = bool(labels.count)
+    return PreprocessReport(out_dir, count, labelled, real_tokens)
 
 
 def read_manifest(bin_dir) -> dict:
@@ -137,12 +143,62 @@ def manifest_digest(bin_dir) -> Optional[str]:
     return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
 
 
-def list_input_files(folder) -> list[str]:
+class NumberedNames(collections.abc.Sequence):
+    """The names PREFIX0SUFFIX .. PREFIX<count-1>SUFFIX without holding them: a constant-size listing."""
+
+    def __init__(self, prefix: str, suffix: str, count: int):
+        self.prefix, self.suffix, self.count = prefix, suffix, count
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(self.count))]
+        if index < 0:
+            index += self.count
+        if not 0 <= index < self.count:
+            raise IndexError(index)
+        return f"{self.prefix}{index}{self.suffix}"
+
+    def __eq__(self, other):
+        return isinstance(other, (list, tuple, NumberedNames)) and list(self) == list(other)
+
+
+_NUMBERED = re.compile(r"^(\D*)(0|[1-9]\d*)(\D*)$")
+
+
+def _is_input_file(entry) -> bool:
+    return os.path.splitext(entry.name)[1].lower() in (".bin", ".npy") and entry.is_file()
+
+
+def _numbered_listing(folder: Path) -> Optional[NumberedNames]:
+    """One streaming pass: when the files are exactly PREFIX0SUFFIX..PREFIX<n-1>SUFFIX (what preprocessing
+    writes), natural order is index order and nothing needs to be kept; otherwise None."""
+    prefix = suffix = None
+    count, highest = 0, -1
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            if not _is_input_file(entry):
+                continue
+            match = _NUMBERED.match(entry.name)
+            if match is None or (prefix is not None and (match[1], match[3]) != (prefix, suffix)):
+                return None
+            prefix, suffix = match[1], match[3]
+            count, highest = count + 1, max(highest, int(match[2]))
+    # n distinct names with distinct indices (no leading zeros) all below n: exactly 0..n-1.
+    return NumberedNames(prefix, suffix, count) if count and highest == count - 1 else None
+
+
+def list_input_files(folder) -> Sequence[str]:
     """ais_bench's listing: .bin/.npy files of one input folder in natural order."""
     folder = Path(folder)
     if not folder.is_dir():
         raise DataError(f"{folder}: input folder not found")
-    names = [n.name for n in folder.iterdir() if n.suffix.lower() in (".bin", ".npy") and n.is_file()]
+    numbered = _numbered_listing(folder)
+    if numbered is not None:
+        return numbered
+    names = [e.name for e in os.scandir(folder) if _is_input_file(e)]
     if not names:
         raise DataError(f"{folder}: no .bin or .npy files")
     return sorted(sorted(names), key=natural_key)
@@ -158,7 +214,9 @@ def read_sample(path, seq_len: Optional[int] = None) -> np.ndarray:
             arr = np.fromfile(path, dtype=np.int64)
     except (OSError, ValueError) as exc:
         raise DataError(f"{path}: unreadable input file ({exc})") from None
-    arr = arr.reshape(-1)
+    if arr.dtype.kind not in "iu":
+        raise DataError(f"{path}: {arr.dtype} values, expected int64 token ids")
+    arr = arr.reshape(-1).astype(np.int64, copy=False)
     if seq_len is not None and arr.size != seq_len:
         raise DataError(f"{path}: {arr.size * 8} bytes, expected {seq_len * 8} ({seq_len} int64 values)")
     return arr

@@ -5,9 +5,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Optional
 
 
 def _umask() -> int:
@@ -21,6 +23,44 @@ def _publishable(path: Path, mode: int) -> None:
     os.chmod(path, mode & ~_umask())
 
 
+def _aside_prefix(final: Path, kind: str) -> str:
+    """Hidden sibling name carrying our pid, so a later run can tell leftovers of a killed run (kill -9)."""
+    return f".{final.name}.{kind}-{os.getpid()}-"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_asides(final: Path) -> None:
+    """Delete what killed runs left beside `final` (.NAME.partial-PID-*, .NAME.old-PID-*) whose PID is gone."""
+    final = Path(final)
+    pattern = re.compile(rf"^\.{re.escape(final.name)}\.(?:partial|old)-(\d+)-")
+    with contextlib.suppress(FileNotFoundError):
+        for entry in os.scandir(final.parent):
+            match = pattern.match(entry.name)
+            if match and not _pid_alive(int(match.group(1))):
+                if entry.is_dir(follow_symlinks=False):
+                    shutil.rmtree(entry.path, ignore_errors=True)
+                else:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(entry.path)
+
+
+def discard_dir(folder: Path) -> None:
+    """Remove a folder we created, first renaming it aside so no half-deleted folder is ever seen under its name."""
+    folder = Path(folder)
+    aside = Path(tempfile.mkdtemp(prefix=_aside_prefix(folder, "partial"), dir=folder.parent))
+    os.rename(folder, aside / folder.name)
+    shutil.rmtree(aside, ignore_errors=True)
+
+
 @contextlib.contextmanager
 def staged_dir(final: Path):
     """Yield a fresh sibling folder; on success it replaces `final`, on any error it is removed.
@@ -30,7 +70,8 @@ def staged_dir(final: Path):
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=f".{final.name}.partial-", dir=final.parent))
+    remove_stale_asides(final)
+    stage = Path(tempfile.mkdtemp(prefix=_aside_prefix(final, "partial"), dir=final.parent))
     try:
         yield stage
     except BaseException:
@@ -39,7 +80,7 @@ def staged_dir(final: Path):
     _publishable(stage, 0o777)
     old = None
     if final.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{final.name}.old-", dir=final.parent))
+        old = Path(tempfile.mkdtemp(prefix=_aside_prefix(final, "old"), dir=final.parent))
         os.rename(final, old / final.name)
     os.rename(stage, final)
     if old is not None:
@@ -51,7 +92,7 @@ def staged_file(final: Path):
     """Yield a temporary path beside `final`; it is renamed onto `final` only if the block succeeds."""
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.partial-", dir=final.parent)
+    fd, tmp = tempfile.mkstemp(prefix=_aside_prefix(final, "partial"), dir=final.parent)
     os.close(fd)
     try:
         yield Path(tmp)
@@ -63,6 +104,60 @@ def staged_file(final: Path):
         raise
 
 
+class JsonSpool:
+    """A JSON array (or object, with keys) that grows on disk instead of in memory, for per-sample records
+    (a summary's filesinfo, a manifest's labels). The backing file is unlinked from the start: nothing is
+    left behind whatever happens. Written out in place of a value by dump_json / write_json_atomic."""
+
+    def __init__(self, *, keyed: bool = False, directory=None):
+        self.keyed = keyed
+        self.count = 0
+        self._file = tempfile.TemporaryFile("w+", encoding="utf-8", dir=directory)
+
+    def add(self, value, key: Optional[str] = None) -> None:
+        item = json.dumps(value, separators=(", ", ": "))
+        if self.keyed:
+            item = f"{json.dumps(str(key))}: {item}"
+        # Records of a keyed spool go one per line (summary filesinfo), list items on one line (labels).
+        self._file.write((("," if self.count else "") + "\n    ") if self.keyed else (", " if self.count else ""))
+        self._file.write(item)
+        self.count += 1
+
+    def dump_to(self, out) -> None:
+        out.write("{" if self.keyed else "[")
+        self._file.flush()
+        self._file.seek(0)
+        shutil.copyfileobj(self._file, out)
+        self._file.seek(0, os.SEEK_END)
+        out.write(("\n  }" if self.count else "}") if self.keyed else "]")
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def dump_json(obj, out, indent: Optional[int] = 2) -> None:
+    """json.dump, except that top-level values may be JsonSpools, which are copied from disk."""
+    if not isinstance(obj, dict):
+        json.dump(obj, out, indent=indent)
+        out.write("\n")
+        return
+    pad = "\n" + " " * indent if indent else ""
+    out.write("{")
+    for n, (key, value) in enumerate(obj.items()):
+        out.write(("," if n else "") + (pad or (" " if n else "")) + json.dumps(str(key)) + ": ")
+        if isinstance(value, JsonSpool):
+            value.dump_to(out)
+        else:
+            out.write(json.dumps(value, indent=indent).replace("\n", pad or "\n"))
+    out.write(("\n" if indent and obj else "") + "}\n")
+
+
 def write_json_atomic(path: Path, obj) -> None:
-    with staged_file(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2) + "\n", encoding="utf-8")
+    with staged_file(path) as tmp, open(tmp, "w", encoding="utf-8") as out:
+        dump_json(obj, out)

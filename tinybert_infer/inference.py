@@ -8,18 +8,20 @@ and summarised with ais_bench's keys.
 
 from __future__ import annotations
 
+import itertools
 import os
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, List, Optional, Sequence
+from typing import Callable, Iterator, List, Optional, Sequence
 
 import numpy as np
 
 from .backends.base import Backend
 from .data import list_input_files, read_sample
 from .errors import DataError, UsageError
+from .fsutil import JsonSpool, discard_dir
 from .layout import SEQ_LEN, output_file_name
 from .progress import progress
 from .results import OUTFMTS, create_result_dir, latency_stats, mark_complete, write_output
@@ -28,16 +30,18 @@ from .results import OUTFMTS, create_result_dir, latency_stats, mark_complete, w
 @dataclass
 class RunReport:
     result_dir: Optional[Path]
-    summary: dict
+    summary: dict  # the summary file's content less filesinfo, whose per-sample records stay on disk
+
+
+def iter_batches(num_files: int, batch: int) -> Iterator[List[Optional[int]]]:
+    """Index chunks of `batch`; None marks a padding slot in the last chunk (ais_bench's placeholder)."""
+    for start in range(0, num_files, batch):
+        chunk: List[Optional[int]] = list(range(start, min(start + batch, num_files)))
+        yield chunk + [None] * (batch - len(chunk))
 
 
 def plan_batches(num_files: int, batch: int) -> List[List[Optional[int]]]:
-    """Index chunks of `batch`; None marks a padding slot in the last chunk (ais_bench's placeholder)."""
-    chunks = []
-    for start in range(0, num_files, batch):
-        chunk: List[Optional[int]] = list(range(start, min(start + batch, num_files)))
-        chunks.append(chunk + [None] * (batch - len(chunk)))
-    return chunks
+    return list(iter_batches(num_files, batch))
 
 
 def _load_batch(folder: Path, names: Sequence[str], chunk: Sequence[Optional[int]], seq_len: int) -> np.ndarray:
@@ -82,36 +86,44 @@ def run_files(backend: Backend, input_dirs: Sequence, output_root, *, batch_size
             raise DataError(f"{folder}: {len(names)} files, but {input_dirs[0]} has {len(listings[0])}")
     seq_len = backend.seq_len or seq_len
     batch = _resolve_batch(backend, batch_size)
-    chunks = plan_batches(len(listings[0]), batch)
+    chunks = iter_batches(len(listings[0]), batch)  # lazily: memory must not grow with the sample count
 
     def feeds_for(chunk):
         return {name: _load_batch(d, names, chunk, seq_len)
                 for name, d, names in zip(backend.input_names, input_dirs, listings)}
 
+    # The first batch is read and run before a result folder exists, so bad inputs leave nothing behind.
+    first_chunk = next(chunks)
+    first = feeds_for(first_chunk)
+    for _ in range(warmup_count):
+        backend.run(first)
     result_dir = create_result_dir(output_root, output_dirname)
     times: list = []
-    filesinfo = {}
-    with progress(total=len(listings[0]), desc=f"infer {backend.name} bs{batch}", unit="sample",
-                  enabled=show_progress) as bar:
-        first = feeds_for(chunks[0])
-        for _ in range(warmup_count):
-            backend.run(first)
-        for n, chunk in enumerate(chunks):
-            feeds = first if n == 0 else feeds_for(chunk)
-            for _ in range(loop):
-                logits = _timed(lambda: backend.run(feeds), times)
-            for slot, index in enumerate(chunk):
-                if index is None:
-                    continue  # padding placeholder: ais_bench writes nothing for it
-                out_name = output_file_name(listings[0][index], 0, outfmt)
-                write_output(result_dir / out_name, logits[slot:slot + 1], outfmt)
-                filesinfo[str(index)] = {
-                    "infiles": [str(d / names[index]) for d, names in zip(input_dirs, listings)],
-                    "outfiles": [str(result_dir / out_name)],
-                }
-            bar.update(sum(i is not None for i in chunk))
-    summary = build_summary(backend, times, batch, filesinfo=filesinfo, extra=extra_summary)
-    mark_complete(result_dir, summary)
+    # filesinfo (ais_bench's per-sample record) is spooled to disk: it would otherwise be ~1 KB per sample.
+    with JsonSpool(keyed=True, directory=result_dir.parent) as filesinfo:
+        try:
+            with progress(total=len(listings[0]), desc=f"infer {backend.name} bs{batch}", unit="sample",
+                          enabled=show_progress) as bar:
+                for chunk in itertools.chain([first_chunk], chunks):
+                    feeds = first if chunk is first_chunk else feeds_for(chunk)
+                    for _ in range(loop):
+                        logits = _timed(lambda: backend.run(feeds), times)
+                    for slot, index in enumerate(chunk):
+                        if index is None:
+                            continue  # padding placeholder: ais_bench writes nothing for it
+                        out_name = output_file_name(listings[0][index], 0, outfmt)
+                        write_output(result_dir / out_name, logits[slot:slot + 1], outfmt)
+                        filesinfo.add({"infiles": [str(d / names[index]) for d, names in zip(input_dirs, listings)],
+                                       "outfiles": [str(result_dir / out_name)]}, key=index)
+                    bar.update(sum(i is not None for i in chunk))
+        except BaseException:
+            # A failed or interrupted (Ctrl-C) run leaves no folder; after kill -9 its .incomplete marker stays.
+            discard_dir(result_dir)
+            raise
+        summary = build_summary(backend, times, batch, extra=extra_summary)
+        summary["filesinfo"] = filesinfo  # keeps ais_bench's first place in the file
+        mark_complete(result_dir, summary)
+    del summary["filesinfo"]
     return RunReport(result_dir, summary)
 
 

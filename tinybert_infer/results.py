@@ -126,6 +126,8 @@ def read_output(path: Path, width: Optional[int] = None) -> np.ndarray:
         raise ResultError(f"{path}: not a text file") from None
     except (OSError, ValueError, EOFError) as exc:
         raise ResultError(f"{path}: unreadable output file ({exc})") from None
+    if values.size == 0:
+        raise ResultError(f"{path}: no values (empty output)")
     if width is not None and values.size != width:
         raise ResultError(f"{path}: {values.size} values, expected {width} (one per label)")
     if not np.all(np.isfinite(values)):

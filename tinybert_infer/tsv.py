@@ -14,6 +14,7 @@ from typing import Iterator, Optional, Sequence
 from .errors import DataError
 
 BOM = b"\xef\xbb\xbf"
+UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,8 @@ class TsvReader:
                 digest.update(raw)
                 if lineno == 1 and raw.startswith(BOM):
                     raw = raw[len(BOM):]
+                elif lineno == 1 and raw.startswith(UTF16_BOMS):
+                    raise DataError(f"{self.path}:1: UTF-16 encoded; save the file as UTF-8")
                 text = _decode(_strip_eol(raw), self.path, lineno)
                 if not text.strip():
                     if lineno == 1:
@@ -96,9 +99,9 @@ class TsvReader:
                 yield self._example(fields, lineno)
                 rows += 1
         if self.columns is None:
-            raise DataError(f"{self.path}: empty file")
+            raise DataError(f"{self.path}:1: empty file (no header line)")
         if rows == 0:
-            raise DataError(f"{self.path}: no data rows after the header")
+            raise DataError(f"{self.path}:2: no data rows after the header")
         self.sha256 = digest.hexdigest()
 
     def _example(self, fields, lineno) -> Example:
