@@ -14,6 +14,7 @@ import sys
 import numpy as np
 import pytest
 
+from conftest import SHARED
 from accel_support import (BS, STUB_PYTHON, accel_base, cli, error_lines, fake_cann_toolkit,  # noqa: F401
                            recorded, script, tool_env, workdir)
 from tinybert_infer.aisbench import throughput_from_output
@@ -156,3 +157,19 @@ def test_stand_in_rejects_options_ais_bench_0_0_2_does_not_have(tmp_path):
 ])
 def test_throughput_is_read_from_every_printed_wording(line, value):
     assert throughput_from_output(f"[INFO] output path:result/x\n{line}\n[INFO] ----\n") == value
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (SHARED / "SST-2_model").is_dir(), reason="../shared not present")
+def test_shared_model_through_stand_in_atc_and_ais_bench_matches_pytorch(tmp_path):
+    """The whole Ascend flow (run_all.sh with CHIP) on the real checkpoint, bs 16 (padded last batch)."""
+    oracle = json.loads((SHARED / "reference" / "sst2_dev_reference_predictions.json").read_text())
+    env = tool_env(tmp_path, TINYBERT_MODEL_DIR=SHARED / "SST-2_model", TINYBERT_DATA_DIR=SHARED / "glue_dir" / "SST-2")
+    proc = script("run_all.sh", 16, "310P3", cwd=tmp_path, env=env, timeout=1200)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "[atc] OM: TinyBERT_bs16.om" in proc.stdout
+    assert "[path] ais_bench on the NPU" in proc.stdout
+    assert f"acc:{oracle['accuracy']:.4f}" in proc.stdout
+    folder = tmp_path / "result" / reported_folder(proc.stdout)
+    preds = [int(np.argmax(np.loadtxt(folder / f"input{i}_0.txt"))) for i in range(oracle["n"])]
+    assert preds == oracle["preds"]

@@ -45,12 +45,15 @@ def _data_dir_arg(p):
 # ---------------------------------------------------------------- export (stage 1)
 def add_export(sub):
     p = sub.add_parser("export", help="checkpoint -> TinyBERT_bsBS.onnx and TinyBERT_sim_bsBS.onnx")
-    p.add_argument("--batch_size", "-b", type=positive_int, required=True)
+    p.add_argument("--batch_size", "-b", type=positive_int, default=None, help="static batch (required unless --dynamic)")
+    p.add_argument("--dynamic", action="store_true",
+                   help="write TinyBERT_dyn.onnx and TinyBERT_sim_dyn.onnx (dynamic batch and sequence axes)")
     _model_dir_arg(p)
     _data_dir_arg(p)
     p.add_argument("--output_dir", type=Path, default=Path("."))
     p.add_argument("--opset", type=positive_int, default=DEFAULT_OPSET, help="ONNX opset (default 11: every atc takes it)")
-    p.add_argument("--validate_count", type=positive_int, default=64, help="dev sentences checked against PyTorch")
+    p.add_argument("--validate_count", type=positive_int, default=None,
+                   help="dev sentences checked against PyTorch (default 64; 16 with --dynamic, at 12 shapes each)")
     p.set_defaults(func=cmd_export)
 
 
@@ -59,8 +62,16 @@ def cmd_export(args) -> int:
 
     model_dir = args.model_dir or default_model_dir()
     tsv = (args.data_dir or default_data_dir()) / "dev.tsv"
-    report = export_checkpoint(model_dir, args.batch_size, args.output_dir, opset=args.opset,
-                               tsv_path=tsv, validate_count=args.validate_count)
+    if args.dynamic:
+        from .export import export_dynamic_checkpoint
+
+        report = export_dynamic_checkpoint(model_dir, args.output_dir, opset=args.opset, tsv_path=tsv,
+                                           **({"validate_count": args.validate_count} if args.validate_count else {}))
+    elif args.batch_size is None:
+        raise UsageError("give --batch_size (or --dynamic for dynamic batch and sequence axes)")
+    else:
+        report = export_checkpoint(model_dir, args.batch_size, args.output_dir, opset=args.opset,
+                                   tsv_path=tsv, validate_count=args.validate_count or 64)
     print(f"checkpoint: {model_dir}")
     print(f"validated on {report.validation_source} with ONNX Runtime")
     print(f"{report.onnx_path}: max |logit diff| vs PyTorch = {report.max_abs_diff:.3e}")
@@ -117,6 +128,7 @@ def add_infer(sub):
     p.add_argument("--backend", default="onnxruntime", help="onnxruntime (default) or torch")
     _model_dir_arg(p)
     p.add_argument("--threads", type=positive_int, default=None, help="intra-op threads (default: runtime's choice)")
+    _add_length_args(p)
     p.set_defaults(func=cmd_infer)
 
 
@@ -124,10 +136,11 @@ def cmd_infer(args) -> int:
     from .backends import make_backend
     from .data import manifest_digest
     from .inference import run_files, run_pure
-    from .results import format_summary_block
 
     if args.output_dirname is not None and args.output is None:
         raise UsageError("--output_dirname needs --output")
+    if args.dynamic_length or args.tsv is not None:
+        return cmd_infer_by_length(args)
     onnx_path = args.model or (Path(sim_onnx_name(args.batchsize)) if args.batchsize else None)
     if args.backend == "onnxruntime" and onnx_path is None:
         raise UsageError("give --model or --batchsize")
@@ -144,14 +157,75 @@ def cmd_infer(args) -> int:
         report = run_files(backend, dirs, args.output, batch_size=args.batchsize, outfmt=args.outfmt,
                            output_dirname=args.output_dirname, loop=args.loop, warmup_count=args.warmup_count,
                            extra_summary=extra)
+    _print_run(report)
+    return 0
+
+
+def _print_run(report, extra_block: str = "") -> None:
+    from .results import format_summary_block
+
     info = report.summary["backend"]
     versions = ", ".join(f"{k} {v}" for k, v in info.items() if k in ("onnxruntime", "torch", "openvino"))
     print(f"[INFO] backend: {info['backend']} ({versions}) model: {info.get('artefact')}")
     if report.result_dir is not None:
         print(f"[INFO] output path:{report.result_dir}")
     print(format_summary_block(report.summary))
+    if extra_block:
+        print(extra_block)
     if report.result_dir is not None:
         print(f"result folder: {report.result_dir.name}")
+
+
+def _add_length_args(p):
+    g = p.add_argument_group("length-aware batching (dynamic-shape backends; see docs/dynamic.md)")
+    g.add_argument("--dynamic_length", action="store_true",
+                   help="sort samples by length, pad each batch only to its longest member "
+                        "(default model: TinyBERT_sim_dyn.onnx from export --dynamic)")
+    pad = g.add_mutually_exclusive_group()
+    pad.add_argument("--pad_multiple", type=positive_int, default=None,
+                     help="round each batch's length up to a multiple of N (e.g. 8)")
+    pad.add_argument("--buckets", default=None, help="round each batch's length up to one of these, e.g. 16,32,48,64")
+    g.add_argument("--tsv", type=Path, default=None,
+                   help="a GLUE TSV fed directly instead of --input (tokenised with <model_dir>/vocab.txt)")
+    g.add_argument("--max_seq_length", type=positive_int, default=SEQ_LEN, help="truncation for --tsv (default 64)")
+
+
+def cmd_infer_by_length(args) -> int:
+    """infer --dynamic_length and/or --tsv: samples fed through tinybert_infer.dynamic."""
+    from .backends import make_backend
+    from .checkpoint import VOCAB_FILE
+    from .data import manifest_digest
+    from .dynamic import format_length_block, parse_buckets, read_sample_files, read_tsv_samples, run_samples
+    from .layout import dynamic_sim_onnx_name
+
+    if (args.tsv is None) == (args.input is None):
+        raise UsageError("give exactly one of --input (preprocessed folders) and --tsv")
+    if args.output is None:
+        raise UsageError("give --output: results are only saved under an output root")
+    if (args.pad_multiple or args.buckets) and not args.dynamic_length:
+        raise UsageError("--pad_multiple and --buckets need --dynamic_length")
+    buckets = parse_buckets(args.buckets) if args.buckets else None
+    model_dir = args.model_dir or default_model_dir()
+    default_model = dynamic_sim_onnx_name() if args.dynamic_length else (
+        sim_onnx_name(args.batchsize) if args.batchsize else None)
+    onnx_path = args.model or (Path(default_model) if default_model else None)
+    if args.backend != "torch" and onnx_path is None:
+        raise UsageError("give --model or --batchsize")
+    if args.tsv is not None:
+        _check_vocab(model_dir / VOCAB_FILE)
+    backend = make_backend(args.backend, onnx_path=onnx_path, checkpoint_dir=model_dir,
+                           batch_size=None if args.dynamic_length else args.batchsize, threads=args.threads)
+    if args.tsv is not None:
+        samples = read_tsv_samples(args.tsv, model_dir / VOCAB_FILE, args.max_seq_length)
+    else:
+        dirs = [Path(d) for d in args.input.split(",") if d]
+        samples = read_sample_files(dirs, backend.input_names)
+        samples.summary_extra["inputs_manifest_sha256"] = manifest_digest(dirs[0].parent)
+    report = run_samples(backend, samples, args.output, batch_size=args.batchsize,
+                         mode="dynamic_length" if args.dynamic_length else "static",
+                         pad_multiple=args.pad_multiple, buckets=buckets, outfmt=args.outfmt,
+                         output_dirname=args.output_dirname, loop=args.loop, warmup_count=args.warmup_count)
+    _print_run(report, format_length_block(report.summary))
     return 0
 
 

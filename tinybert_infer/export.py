@@ -167,3 +167,71 @@ def export_checkpoint(checkpoint_dir, batch_size: int, out_dir=".", *, opset: in
                 raise ExportError(f"{path}: max |logit difference| vs PyTorch {value:.3g} exceeds {tolerance:g}")
         # Both files are moved into place together when this block exits without error.
     return ExportReport(final_plain, final_sim, diff, diff_sim, len(feats[INPUT_NAMES[0]]), source)
+
+
+# ---------------------------------------------------------------- dynamic-shape export (length-aware batching)
+DYNAMIC_CHECK_LENGTHS = (5, 17, 33, SEQ_LEN)
+DYNAMIC_CHECK_BATCHES = (1, 3, 8)
+DYNAMIC_VALIDATE_COUNT = 16  # sentences x 4 lengths x 3 batch sizes x 2 graphs: seconds, not minutes
+
+
+def check_dynamic_axes(path: Path) -> None:
+    """Every input must keep a symbolic batch and sequence axis (onnxsim or the exporter could pin them)."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    for value in graph.input:
+        dims = value.type.tensor_type.shape.dim
+        if value.name in INPUT_NAMES and any(d.HasField("dim_value") for d in dims[:2]):
+            shown = [d.dim_value if d.HasField("dim_value") else d.dim_param for d in dims]
+            raise ExportError(f"{path}: input {value.name} has fixed shape {shown}, expected dynamic batch and sequence")
+
+
+def max_logit_difference_dynamic(model, onnx_path: Path, feats: dict, lengths=DYNAMIC_CHECK_LENGTHS,
+                                 batches=DYNAMIC_CHECK_BATCHES) -> dict:
+    """Worst |logit diff| vs PyTorch per (sequence length, batch) pair, all through one ORT session."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    width = feats[INPUT_NAMES[0]].shape[1]
+    worst = {}
+    for length in sorted({min(n, width) for n in lengths}):
+        cropped = {k: np.ascontiguousarray(v[:, :length]) for k, v in feats.items()}
+        with torch.inference_mode():
+            expected = model(*(torch.from_numpy(cropped[n]) for n in INPUT_NAMES)).numpy()
+        for batch in batches:
+            got = [session.run(None, {n: chunk[n] for n in INPUT_NAMES})[0][:real]
+                   for chunk, real in _batched(cropped, batch)]
+            worst[(length, batch)] = float(np.max(np.abs(expected - np.concatenate(got))))
+    return worst
+
+
+def export_dynamic_checkpoint(checkpoint_dir, out_dir=".", *, opset: int = DEFAULT_OPSET, tsv_path=None,
+                              validate_count: int = DYNAMIC_VALIDATE_COUNT, seq_len: int = SEQ_LEN,
+                              tolerance: float = PARITY_TOLERANCE) -> ExportReport:
+    """TinyBERT_dyn.onnx and TinyBERT_sim_dyn.onnx (dynamic batch and sequence), validated at several
+    lengths and batch sizes before either lands. The static export stays what atc and trtexec get."""
+    from .layout import dynamic_onnx_name, dynamic_sim_onnx_name
+
+    checkpoint, model = load_model(checkpoint_dir)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    final_plain, final_sim = out_dir / dynamic_onnx_name(), out_dir / dynamic_sim_onnx_name()
+    feats, source = validation_inputs(checkpoint, tsv_path, validate_count, seq_len)
+    diffs = {}
+    with staged_file(final_plain) as plain, staged_file(final_sim) as sim:
+        export_onnx(model, plain, None, seq_len=seq_len, opset=opset, dynamic=True)
+        simplify_onnx(plain, sim)
+        for staged, final in ((plain, final_plain), (sim, final_sim)):
+            check_contract(staged, None, checkpoint.config.num_labels, seq_len)
+            check_dynamic_axes(staged)
+            diffs[final] = max_logit_difference_dynamic(model, staged, feats)
+            (length, batch), value = max(diffs[final].items(), key=lambda item: item[1])
+            if not value <= tolerance:
+                raise ExportError(f"{final}: max |logit difference| vs PyTorch {value:.3g} at length {length}, "
+                                  f"batch {batch} exceeds {tolerance:g}")
+    checked = sorted({length for length, _ in diffs[final_plain]})
+    source += f", cropped to lengths {', '.join(map(str, checked))} at batch sizes " \
+              f"{', '.join(map(str, DYNAMIC_CHECK_BATCHES))}"
+    return ExportReport(final_plain, final_sim, max(diffs[final_plain].values()), max(diffs[final_sim].values()),
+                        len(feats[INPUT_NAMES[0]]), source)

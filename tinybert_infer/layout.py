@@ -37,6 +37,15 @@ def sim_onnx_name(batch_size: int) -> str:
     return f"TinyBERT_sim_bs{batch_size}.onnx"
 
 
+def dynamic_onnx_name() -> str:
+    """Dynamic batch and sequence axes: for runtimes that take any shape (length-aware batching)."""
+    return "TinyBERT_dyn.onnx"
+
+
+def dynamic_sim_onnx_name() -> str:
+    return "TinyBERT_sim_dyn.onnx"
+
+
 def om_stem(batch_size: int) -> str:
     return f"TinyBERT_bs{batch_size}"
 

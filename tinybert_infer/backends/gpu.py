@@ -46,8 +46,8 @@ class OrtGpuBackend(OnnxRuntimeBackend):
         if provider not in available:
             raise ToolError(
                 f"onnxruntime {ort.__version__} has no {provider} (it has {', '.join(available)}): on an NVIDIA GPU "
-                f"host replace it with onnxruntime-gpu (pip uninstall -y onnxruntime && "
-                f"pip install onnxruntime-gpu=={ort.__version__})")
+                f"host replace it with onnxruntime-gpu built for that CUDA (pip uninstall -y onnxruntime && "
+                f"pip install onnxruntime-gpu; see docs/hardware.md)")
         super().__init__(model_path, threads=threads, providers=_provider_list(provider, fp16))
         active = self.session.get_providers()
         if not active or active[0] != provider:
