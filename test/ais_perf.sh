@@ -17,5 +17,8 @@ if ! host_backend_requested "$@" && ais_bench_ready "$bs"; then
     echo "[path] ais_bench pure inference on the NPU: TinyBERT_bs$bs.om"
     exec "$PYTHON" -m tinybert_infer ais-perf --model "TinyBERT_bs$bs.om" --loop "${loop:-1000}" --batchsize "$bs" "$@"
 fi
+backend_args=()
+[ -n "${TINYBERT_BACKEND:-}" ] && backend_args=(--backend "$TINYBERT_BACKEND")
 echo "[path] host backend pure inference (no ais_bench/OM used): TinyBERT_sim_bs$bs.onnx"
-exec "$PYTHON" -m tinybert_infer infer --model "TinyBERT_sim_bs$bs.onnx" --batchsize "$bs" --loop "${loop:-100}" "$@"
+exec "$PYTHON" -m tinybert_infer infer --model "TinyBERT_sim_bs$bs.onnx" --batchsize "$bs" --loop "${loop:-100}" \
+    "${backend_args[@]}" "$@"
