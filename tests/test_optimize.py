@@ -1,0 +1,166 @@
+"""CPU artefacts (fusions, INT8, OpenVINO precisions), `--backend auto` selection, and the GEMM roofline."""
+
+import json
+import re
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import SHARED, WORDS, run_cli
+from tinybert_infer.bench import perturb_layer_norms
+from tinybert_infer.checkpoint import load_model
+from tinybert_infer.errors import UsageError
+from tinybert_infer.export import export_checkpoint, validation_inputs
+from tinybert_infer.layout import INPUT_NAMES, SELECTION_CACHE_NAME
+from tinybert_infer.optimize import (FP32_CANDIDATES, artefact_path, build_artefacts, calibration_batches,
+                                     fused_counts, make_variant_backend)
+from tinybert_infer.roofline import gemm_rates, limits
+from tinybert_infer.select import choose_backend
+from tinybert_infer.synthetic import TINYBERT_4L_312D, write_random_checkpoint
+from tinybert_infer.timing import TimingPolicy
+
+BS = 4
+FAST = TimingPolicy(warmup_s=0.0, warmup_runs=1, min_s=0.0, min_runs=2, max_s=0.5)
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    """A tiny checkpoint whose LayerNorms are not identity (as in trained ones), exported at BS 4."""
+    root = tmp_path_factory.mktemp("opt")
+    ckpt = perturb_layer_norms(write_random_checkpoint(root / "ckpt", words=WORDS, seed=3, num_hidden_layers=2))
+    export_checkpoint(ckpt, BS, root, validate_count=8)
+    checkpoint, torch_model = load_model(ckpt)
+    feats, _ = validation_inputs(checkpoint, None, 2 * BS)
+    with torch.inference_mode():
+        expected = torch_model(*(torch.from_numpy(feats[n]) for n in INPUT_NAMES)).numpy()
+    return root, ckpt, root / f"TinyBERT_sim_bs{BS}.onnx", feats, expected
+
+
+def run_all(backend, feats):
+    out = [backend.run({n: feats[n][s:s + BS] for n in INPUT_NAMES}) for s in range(0, len(feats["input_ids"]), BS)]
+    return np.concatenate(out)
+
+
+def test_bert_fusions_happen_on_our_export_and_keep_the_numbers(model):
+    root, ckpt, sim, feats, expected = model
+    arts = build_artefacts(sim, ["ort-fused"], batch_size=BS, threads=1)
+    fused = arts["ort-fused"].notes["fused"]
+    assert fused.get("Attention") == 2 and fused.get("SkipLayerNormalization", 0) >= 3 and fused.get("BiasGelu") == 2
+    assert fused == fused_counts(arts["ort-fused"].path)
+    backend = make_variant_backend("ort-fused", arts["ort-fused"].path, threads=1)
+    assert np.max(np.abs(run_all(backend, feats) - expected)) < 1e-4
+    assert sim.is_file() and arts["ort-fused"].path.name == f"TinyBERT_sim_bs{BS}.ort-fused.onnx"
+
+
+def test_openvino_fp32_is_pinned_and_exact_and_bf16_is_bf16(model):
+    root, ckpt, sim, feats, expected = model
+    fp32 = make_variant_backend("openvino-fp32", sim, threads=1)
+    assert fp32.describe()["inference_precision_hint"] == "f32" and fp32.describe()["threads"] == 1
+    assert np.max(np.abs(run_all(fp32, feats) - expected)) < 1e-4
+    bf16 = make_variant_backend("openvino-bf16", sim, threads=1)
+    assert bf16.describe()["inference_precision_hint"] in ("bf16", "f32")  # f32 where the CPU has no bf16
+    assert np.all(np.isfinite(run_all(bf16, feats)))
+
+
+def test_int8_artefacts_are_quantised_and_run(model):
+    import onnx
+
+    root, ckpt, sim, feats, expected = model
+    calib = lambda: calibration_batches(feats, BS)  # noqa: E731
+    arts = build_artefacts(sim, ["ort-int8-dynamic", "openvino-int8"], batch_size=BS, threads=1, calibration=calib,
+                           time_fn=lambda name, path: 1.0, rebuild=True)
+    dyn = arts["ort-int8-dynamic"]
+    ops = {n.op_type for n in onnx.load(str(dyn.path), load_external_data=False).graph.node}
+    assert ops & {"DynamicQuantizeMatMul", "MatMulInteger", "QAttention", "DynamicQuantizeLinear"}
+    assert dyn.notes["quantized_from"] in ("fused", "plain")
+    ov8 = arts["openvino-int8"]
+    assert ov8.notes["fake_quantize_nodes"] > 0 and ov8.path.suffix == ".xml" and ov8.path.with_suffix(".bin").is_file()
+    for name, art in arts.items():
+        logits = run_all(make_variant_backend(name, art.path, threads=1), feats)
+        assert logits.shape == expected.shape and np.all(np.isfinite(logits))
+        assert np.max(np.abs(logits - expected)) < 0.5 * np.max(np.abs(expected)) + 0.5  # close, not exact
+
+
+def test_auto_picks_a_measured_exact_fp32_artefact_and_caches_it(model, tmp_path):
+    root, ckpt, sim, feats, expected = model
+    local = tmp_path / sim.name
+    shutil.copy(sim, local)
+    chosen = choose_backend(local, batch_size=BS, threads=1, policy=FAST, log=lambda s: None)
+    info = chosen.describe()
+    assert chosen.variant in FP32_CANDIDATES and info["selected_by"] == "auto"
+    assert set(info["selection"]["samples_per_s"]) == set(FP32_CANDIDATES) and info["selection"]["cached"] is False
+    assert np.max(np.abs(run_all(chosen, feats) - expected)) < 1e-4
+    cache = json.loads((tmp_path / SELECTION_CACHE_NAME).read_text())
+    (key, entry), = cache.items()
+    assert f"bs{BS}" in key and "threads1" in key and entry["variant"] == chosen.variant
+    again = choose_backend(local, batch_size=BS, threads=1, policy=FAST, log=lambda s: None)
+    assert again.variant == chosen.variant and again.describe()["selection"]["cached"] is True
+    # Another thread count is another machine setting: measured afresh, not taken from the cache.
+    other = choose_backend(local, batch_size=BS, threads=2, policy=FAST, log=lambda s: None)
+    assert other.describe()["selection"]["cached"] is False and len(json.loads((tmp_path / SELECTION_CACHE_NAME)
+                                                                              .read_text())) == 2
+
+
+def test_infer_cli_defaults_to_auto_and_low_precision_is_a_flag(model, tmp_path):
+    root, ckpt, sim, feats, expected = model
+    shutil.copy(sim, tmp_path / sim.name)
+    proc = run_cli("infer", "--model", sim.name, "--batchsize", BS, "--loop", 2, "--threads", 1, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert re.search(r"\[auto\] chose (ort|ort-fused|openvino-fp32) for fp32", proc.stderr)
+    proc = run_cli("infer", "--model", sim.name, "--batchsize", BS, "--loop", 2, "--threads", 1,
+                   "--precision", "bf16", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "chose openvino-bf16" in proc.stderr
+    proc = run_cli("infer", "--model", sim.name, "--batchsize", BS, "--backend", "onnxruntime", "--precision", "int8",
+                   cwd=tmp_path)
+    assert proc.returncode == 2 and proc.stderr.startswith("error:") and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_variant_names_are_checked():
+    with pytest.raises(UsageError):
+        build_artefacts(__file__, ["ort-int4"], batch_size=1, threads=1)
+
+
+def test_roofline_rates_and_limits():
+    rates = gemm_rates(1, seconds=0.02)
+    assert rates["gflops"]["fp32"] > 0 and rates["gflops"]["int8"] > 0 and rates["threads"] == 1
+    from tinybert_infer.modeling import TinyBertConfig
+
+    cfg = TinyBertConfig(num_labels=2, **TINYBERT_4L_312D)
+    assert cfg.flops_per_sample(64) == pytest.approx(0.603e9, rel=2e-3)
+    lim = limits({"gflops": {"fp32": 326.0, "int8": None, "bf16": None}}, cfg.flops_per_sample(64))
+    assert lim["fp32"] == pytest.approx(541, rel=0.01) and lim["int8"] is None
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (SHARED / "SST-2_model").is_dir(), reason="../shared not present")
+def test_default_fp32_path_gives_pytorchs_labels_on_all_dev_samples(tmp_path):
+    """`infer` with no --backend (what ais_inference.sh runs) and every exact candidate it may choose."""
+    from tinybert_infer.data import preprocess
+    from tinybert_infer.metrics import evaluate
+
+    oracle = json.loads((SHARED / "reference" / "sst2_dev_reference_predictions.json").read_text())
+    model_dir, dev = SHARED / "SST-2_model", SHARED / "glue_dir" / "SST-2" / "dev.tsv"
+    bs = 32
+    export_checkpoint(model_dir, bs, tmp_path, tsv_path=dev)
+    preprocess(dev, model_dir / "vocab.txt", tmp_path / "bert_bin", show_progress=False)
+    inputs = ",".join(f"bert_bin/{n}" for n in INPUT_NAMES)
+    proc = run_cli("infer", "--batchsize", bs, "--input", inputs, "--output", "result", "--output_dirname", "auto",
+                   "--model_dir", model_dir, cwd=tmp_path, timeout=900)
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads((tmp_path / "result" / "auto_summary.json").read_text())
+    assert summary["backend"]["selected_by"] == "auto" and summary["backend"]["variant"] in FP32_CANDIDATES
+    preds = evaluate(tmp_path / "result" / "auto", tmp_path / "bert_bin", write=False).predictions
+    assert preds.tolist() == oracle["preds"]
+    sim = tmp_path / f"TinyBERT_sim_bs{bs}.onnx"
+    arts = build_artefacts(sim, list(FP32_CANDIDATES), batch_size=bs, threads=2)
+    from tinybert_infer.inference import run_files
+
+    for name in FP32_CANDIDATES:
+        backend = make_variant_backend(name, artefact_path(sim, name) if name != "ort-fused" else arts[name].path,
+                                       threads=2)
+        report = run_files(backend, [tmp_path / "bert_bin" / n for n in INPUT_NAMES], tmp_path / "result",
+                           output_dirname=name, outfmt="BIN", show_progress=False)
+        assert evaluate(report.result_dir, tmp_path / "bert_bin", write=False).predictions.tolist() == oracle["preds"], name

@@ -1,0 +1,281 @@
+"""CPU artefacts built from the simplified ONNX (TinyBERT_sim_bsN.onnx), one per variant.
+
+The simplified ONNX stays what atc and trtexec consume; everything here is a second, CPU-only artefact
+next to it (names in layout.py). Variants:
+
+  torch               PyTorch eager on the checkpoint (nothing to build)
+  ort                 ONNX Runtime on the simplified ONNX as exported
+  ort-fused           ONNX Runtime on the graph after its BERT optimizer (Attention, SkipLayerNormalization, BiasGelu)
+  ort-int8-dynamic    ONNX Runtime dynamic INT8 (weights int8, activations quantised per batch at run time)
+  openvino-fp32       OpenVINO on the simplified ONNX, INFERENCE_PRECISION_HINT=f32 pinned
+  openvino-bf16       OpenVINO on the simplified ONNX, bf16 (AVX512-BF16 / AMX on CPUs that have them)
+  openvino-int8       OpenVINO IR quantised by NNCF (static INT8, calibrated on unlabelled sentences)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, Optional, Sequence
+
+import numpy as np
+
+from .errors import ExportError, UsageError
+from .fsutil import staged_file
+from .layout import INPUT_NAMES, optimized_name
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    runtime: str     # torch | onnxruntime | openvino
+    precision: str   # fp32 | int8 | bf16
+    exact: bool      # same arithmetic as PyTorch fp32 up to rounding (labels expected identical)
+    description: str
+
+
+VARIANTS: Dict[str, Variant] = {v.name: v for v in (
+    Variant("torch", "torch", "fp32", True, "PyTorch eager on the checkpoint"),
+    Variant("ort", "onnxruntime", "fp32", True, "ONNX Runtime, simplified ONNX as exported"),
+    Variant("ort-fused", "onnxruntime", "fp32", True, "ONNX Runtime, graph after its BERT optimizer"),
+    Variant("ort-int8-dynamic", "onnxruntime", "int8", False, "ONNX Runtime dynamic INT8 (quantize_dynamic)"),
+    Variant("openvino-fp32", "openvino", "fp32", True, "OpenVINO, INFERENCE_PRECISION_HINT=f32"),
+    Variant("openvino-bf16", "openvino", "bf16", False, "OpenVINO, INFERENCE_PRECISION_HINT=bf16"),
+    Variant("openvino-int8", "openvino", "int8", False, "OpenVINO IR quantised by NNCF (static INT8)"),
+)}
+FP32_CANDIDATES = ("ort", "ort-fused", "openvino-fp32")  # what `auto` chooses among for exact fp32
+
+
+def variant(name: str) -> Variant:
+    try:
+        return VARIANTS[name]
+    except KeyError:
+        raise UsageError(f"unknown backend variant {name!r} (choose from {', '.join(VARIANTS)})") from None
+
+
+def variants_for(precision: str) -> list[str]:
+    return [n for n, v in VARIANTS.items() if v.precision == precision and v.runtime != "torch"]
+
+
+@dataclass
+class Artefact:
+    variant: str
+    path: Optional[Path]          # None for torch (runs the checkpoint)
+    build_seconds: float = 0.0
+    notes: Dict[str, object] = field(default_factory=dict)
+
+
+@contextlib.contextmanager
+def _quiet():
+    """The optimizer and quantizers print advice and warnings on every call; keep the benchmark readable."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        try:
+            yield
+        finally:
+            root.setLevel(level)
+
+
+def _fresh(dst: Path, src: Path) -> bool:
+    return dst.is_file() and dst.stat().st_mtime >= src.stat().st_mtime
+
+
+# ---------------------------------------------------------------- ONNX Runtime fp32 fusions
+def fuse_bert(src: Path, dst: Path, *, num_heads: int = 0, hidden_size: int = 0) -> dict:
+    """ORT's BERT optimizer (opt_level 0: fusions only; the session applies its own at load). Returns fused counts.
+
+    num_heads/hidden_size 0 lets the optimizer read them from the graph's Reshape shapes.
+    """
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    with _quiet():
+        model = optimize_model(str(src), model_type="bert", num_heads=num_heads, hidden_size=hidden_size,
+                               opt_level=0)
+        stats = {k: int(v) for k, v in model.get_fused_operator_statistics().items() if v}
+        with staged_file(dst) as tmp:
+            model.save_model_to_file(str(tmp))
+    return stats
+
+
+def fused_counts(path: Path) -> dict:
+    """Counts of ORT contrib (fused) ops in a graph, read from the file itself."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    counts: dict = {}
+    for node in graph.node:
+        if node.domain == "com.microsoft":
+            counts[node.op_type] = counts.get(node.op_type, 0) + 1
+    return counts
+
+
+# ---------------------------------------------------------------- ONNX Runtime INT8
+def quantize_dynamic_int8(src: Path, dst: Path) -> None:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    with _quiet(), staged_file(dst) as tmp:
+        # Signed int8 weights: the u8s8 kernels ORT uses with VNNI/AMX.
+        quantize_dynamic(str(src), str(tmp), weight_type=QuantType.QInt8)
+
+
+def build_int8_dynamic(sim: Path, fused: Optional[Path], dst: Path, *, time_fn: Callable[[Path], float]) -> dict:
+    """Quantise both the fused and the plain graph, keep whichever works and runs faster (time_fn: samples/s).
+
+    Quantising a fused graph can fail in shape inference ("Unable to find data type for weight_name");
+    the plain graph then remains.
+    """
+    tried: dict = {}
+    candidates = [("fused", fused), ("plain", sim)] if fused is not None else [("plain", sim)]
+    paths = {}
+    for label, source in candidates:
+        out = dst.with_name(dst.stem + f".from-{label}.tmp.onnx")
+        try:
+            quantize_dynamic_int8(source, out)
+        except Exception as exc:  # the known shape-inference failure, or any other: fall back to the other graph
+            tried[label] = f"failed: {str(exc).splitlines()[0][:160]}"
+            continue
+        paths[label] = out
+        tried[label] = round(time_fn(out), 1)
+    if not paths:
+        raise ExportError(f"{sim}: dynamic INT8 quantisation failed ({tried})")
+    best = max(paths, key=lambda k: tried[k])
+    os.replace(paths[best], dst)
+    for label, path in paths.items():
+        if label != best:
+            path.unlink(missing_ok=True)
+    return {"quantized_from": best, "samples_per_s_by_source": tried}
+
+
+# ---------------------------------------------------------------- OpenVINO INT8 (NNCF)
+def nncf_available() -> bool:
+    try:
+        import nncf  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def quantize_openvino_int8(sim: Path, dst_xml: Path, calibration: Sequence[dict]) -> dict:
+    """NNCF post-training INT8 (transformer preset: no quantisers on the softmax/LayerNorm paths)."""
+    import nncf
+    import openvino as ov
+
+    core = ov.Core()
+    model = core.read_model(str(sim))
+    with _quiet():
+        quantized = nncf.quantize(model, nncf.Dataset(list(calibration)), model_type=nncf.ModelType.TRANSFORMER,
+                                  preset=nncf.QuantizationPreset.MIXED, subset_size=len(calibration))
+    # Written as a pair (.xml + .bin); the .xml goes last so its presence means a complete IR.
+    bin_path = dst_xml.with_suffix(".bin")
+    tmp_xml = dst_xml.with_name(dst_xml.stem + ".partial.xml")
+    ov.save_model(quantized, str(tmp_xml), compress_to_fp16=False)
+    os.replace(tmp_xml.with_suffix(".bin"), bin_path)
+    os.replace(tmp_xml, dst_xml)
+    fq = sum(1 for op in quantized.get_ops() if op.get_type_name() == "FakeQuantize")
+    return {"nncf": nncf.__version__, "fake_quantize_nodes": fq, "calibration_samples": len(calibration)}
+
+
+def calibration_batches(feats: dict, batch_size: int) -> list[dict]:
+    """Whole batches of the static shape the model was exported with (last partial batch dropped)."""
+    n = len(feats[INPUT_NAMES[0]])
+    if n < batch_size:
+        reps = -(-batch_size // n)
+        feats = {k: np.concatenate([v] * reps) for k, v in feats.items()}
+        n = len(feats[INPUT_NAMES[0]])
+    return [{k: np.ascontiguousarray(v[s:s + batch_size]) for k, v in feats.items()}
+            for s in range(0, n - batch_size + 1, batch_size)]
+
+
+def calibration_features(checkpoint_dir, tsv_path, count: int, seq_len: int) -> tuple[dict, str]:
+    """Tokenised sentences of an unlabelled TSV (SST-2 test.tsv: never the dev set that is scored)."""
+    from .checkpoint import read_checkpoint
+    from .export import validation_inputs
+
+    return validation_inputs(read_checkpoint(checkpoint_dir), tsv_path, count, seq_len)
+
+
+# ---------------------------------------------------------------- everything for one simplified ONNX
+def artefact_path(sim: Path, name: str) -> Optional[Path]:
+    if name in ("torch",):
+        return None
+    if name in ("ort", "openvino-fp32", "openvino-bf16"):
+        return sim
+    return sim.with_name(optimized_name(sim.name, name))
+
+
+def build_artefacts(sim: Path, names: Sequence[str], *, batch_size: int, threads: int,
+                    num_heads: int = 0, hidden_size: int = 0, calibration: Optional[Callable[[], list]] = None,
+                    time_fn: Optional[Callable[[str, Path], float]] = None, rebuild: bool = False,
+                    log: Callable[[str], None] = lambda s: None) -> Dict[str, Artefact]:
+    """Build (or reuse, when newer than sim) the artefact of each named variant.
+
+    calibration: returns the list of feed dicts NNCF calibrates on (only called when openvino-int8 is built).
+    time_fn(variant, path) -> samples/s, used to pick the faster INT8 source graph.
+    """
+    sim = Path(sim)
+    if not sim.is_file():
+        raise ExportError(f"{sim}: ONNX model not found (run bash test/pth2onnx.sh BS first)")
+    out: Dict[str, Artefact] = {}
+    wanted = [variant(n).name for n in names]
+    needs_fused = any(n in ("ort-fused", "ort-int8-dynamic") for n in wanted)
+    fused = artefact_path(sim, "ort-fused")
+    if needs_fused:
+        start = time.perf_counter()
+        if rebuild or not _fresh(fused, sim):
+            log(f"fusing {sim.name} (ORT BERT optimizer)")
+            fuse_bert(sim, fused, num_heads=num_heads, hidden_size=hidden_size)
+        out["ort-fused"] = Artefact("ort-fused", fused, time.perf_counter() - start, {"fused": fused_counts(fused)})
+    for name in wanted:
+        start = time.perf_counter()
+        path = artefact_path(sim, name)
+        if name in ("torch", "ort", "openvino-fp32", "openvino-bf16", "ort-fused"):
+            out.setdefault(name, Artefact(name, path))
+        elif name == "ort-int8-dynamic":
+            notes = {}
+            if rebuild or not _fresh(path, sim):
+                log(f"quantising {sim.name} (ORT dynamic INT8)")
+                timer = (lambda p: time_fn("ort-int8-dynamic", p)) if time_fn else (lambda p: 0.0)
+                notes = build_int8_dynamic(sim, fused, path, time_fn=timer)
+            out[name] = Artefact(name, path, time.perf_counter() - start, notes)
+        elif name == "openvino-int8":
+            if not nncf_available():
+                log("openvino-int8 skipped: nncf is not installed")
+                continue
+            notes = {}
+            if rebuild or not _fresh(path, sim):
+                log(f"quantising {sim.name} (NNCF INT8)")
+                if calibration is None:
+                    raise UsageError("openvino-int8 needs calibration data")
+                notes = quantize_openvino_int8(sim, path, calibration())
+            out[name] = Artefact(name, path, time.perf_counter() - start, notes)
+    return {n: out[n] for n in wanted if n in out}
+
+
+def make_variant_backend(name: str, path: Optional[Path], *, threads: int, checkpoint_dir=None,
+                         batch_size: Optional[int] = None):
+    """The Backend that runs one variant's artefact with a fixed thread count and explicit precision."""
+    v = variant(name)
+    if v.runtime == "torch":
+        from .backends.torch_eager import TorchBackend
+
+        return TorchBackend(checkpoint_dir, batch_size=batch_size, threads=threads)
+    if v.runtime == "onnxruntime":
+        from .backends.onnxruntime import OnnxRuntimeBackend
+
+        backend = OnnxRuntimeBackend(path, threads=threads)
+    else:
+        from .backends.openvino import OpenVinoBackend
+
+        # An NNCF IR carries its int8 in FakeQuantize nodes; the rest of it runs in exact f32.
+        backend = OpenVinoBackend(path, threads=threads, precision="bf16" if v.precision == "bf16" else "fp32")
+    backend.variant = name
+    return backend

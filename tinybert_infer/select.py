@@ -1,0 +1,171 @@
+"""`--backend auto`: the fastest artefact of a precision, chosen by measuring the candidates on this machine.
+
+fp32 (the default) chooses among exact artefacts only (ORT as exported, ORT after its BERT fusions, OpenVINO
+with f32 pinned), so labels stay PyTorch's. int8/bf16 are opt-in. The choice is cached beside the model in
+tinybert_backend_choice.json, keyed by the model file's sha256, batch, threads, precision, CPU and library
+versions, so the measurement runs once per machine and model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+from pathlib import Path
+from typing import Callable, Optional
+
+from .backends.base import Backend
+from .errors import UsageError
+from .fsutil import write_json_atomic
+from .layout import SELECTION_CACHE_NAME
+from .optimize import FP32_CANDIDATES, artefact_path, build_artefacts, make_variant_backend, nncf_available
+from .timing import SELECT, TimingPolicy, measure_backend
+
+PRECISIONS = ("fp32", "int8", "bf16")
+DEFAULT_BATCH_FOR_DYNAMIC = 8
+
+
+def default_threads() -> int:
+    """Physical cores: hyper-threads only slow dense matrix work down."""
+    import psutil
+
+    return psutil.cpu_count(logical=False) or os.cpu_count() or 1
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def candidates_for(precision: str) -> list[str]:
+    if precision == "fp32":
+        return list(FP32_CANDIDATES)
+    if precision == "bf16":
+        return ["openvino-bf16"]
+    if precision == "int8":
+        return ["ort-int8-dynamic"] + (["openvino-int8"] if nncf_available() else [])
+    raise UsageError(f"--precision {precision!r}: use one of {', '.join(PRECISIONS)}")
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _versions() -> str:
+    import onnxruntime
+    import openvino
+
+    return f"ort{onnxruntime.__version__}-ov{openvino.__version__.split('-')[0]}"
+
+
+def cache_key(sim: Path, batch: int, threads: int, precision: str) -> str:
+    return "|".join([_sha256(sim)[:16], f"bs{batch}", f"threads{threads}", precision, cpu_model(), _versions()])
+
+
+def _read_cache(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}  # absent or damaged: measure again, never fail the run for a cache
+    return data if isinstance(data, dict) else {}
+
+
+class SelectedBackend(Backend):
+    """The chosen backend, recording in every summary what was chosen, among what, and why."""
+
+    def __init__(self, inner: Backend, variant: str, precision: str, selection: dict):
+        self.inner = inner
+        self.variant = variant
+        self.name = f"auto:{variant}"
+        self.batch_size, self.seq_len, self.input_names = inner.batch_size, inner.seq_len, inner.input_names
+        self.selection = dict(selection, precision=precision)
+
+    def run(self, feeds):
+        return self.inner.run(feeds)
+
+    def describe(self) -> dict:
+        info = self.inner.describe()
+        # "backend" stays the runtime that ran (as for an explicit choice); how it was chosen is added beside it.
+        info.update(selected_by="auto", variant=self.variant, selection=self.selection)
+        return info
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def _calibration_loader(checkpoint_dir, tsv, batch: int):
+    def load():
+        from .errors import PipelineError
+        from .optimize import calibration_batches, calibration_features
+        from .timing import synthetic_feeds
+
+        try:
+            feats, _ = calibration_features(checkpoint_dir, tsv, max(128, batch), 64)
+        except PipelineError:  # no readable checkpoint/TSV at hand: calibrate on synthetic sequences
+            feats = synthetic_feeds(max(128, batch))
+        return calibration_batches(feats, batch)[:max(1, 128 // batch)]
+    return load
+
+
+def choose_backend(sim_path, *, batch_size: Optional[int] = None, threads: Optional[int] = None,
+                   precision: str = "fp32", checkpoint_dir=None, calibration_tsv=None,
+                   policy: TimingPolicy = SELECT, log: Callable[[str], None] = print) -> SelectedBackend:
+    sim = Path(sim_path)
+    names = candidates_for(precision)
+    threads = threads or default_threads()
+    if not sim.is_file():
+        from .errors import ExportError
+
+        raise ExportError(f"{sim}: ONNX model not found (run bash test/pth2onnx.sh BS first)")
+    cache_file = sim.parent / SELECTION_CACHE_NAME
+    cache = _read_cache(cache_file)
+    probe_batch = batch_size or DEFAULT_BATCH_FOR_DYNAMIC
+    key = cache_key(sim, probe_batch, threads, precision)
+    entry = cache.get(key)
+    if isinstance(entry, dict) and entry.get("variant") in names:
+        name = entry["variant"]
+        path = artefact_path(sim, name)
+        if path is None or path.is_file():
+            backend = make_variant_backend(name, path, threads=threads, batch_size=batch_size)
+            return SelectedBackend(backend, name, precision, dict(entry, cached=True, cache_file=str(cache_file)))
+
+    def time_fn(_name, path):
+        candidate = make_variant_backend(_name, path, threads=threads, batch_size=batch_size)
+        return measure_backend(candidate, candidate.batch_size or probe_batch, policy)["samples_per_s"]
+
+    artefacts = build_artefacts(sim, names, batch_size=probe_batch, threads=threads, time_fn=time_fn,
+                                calibration=_calibration_loader(checkpoint_dir, calibration_tsv, probe_batch),
+                                log=log)
+    measured, best, best_backend = {}, None, None
+    for name, artefact in artefacts.items():
+        backend = make_variant_backend(name, artefact.path, threads=threads, batch_size=batch_size)
+        rate = measure_backend(backend, backend.batch_size or probe_batch, policy)["samples_per_s"]
+        measured[name] = round(rate, 1)
+        log(f"[auto] {name}: {rate:.1f} samples/s (bs {backend.batch_size or probe_batch}, {threads} threads)")
+        if best is None or rate > measured[best]:
+            if best_backend is not None:
+                best_backend.close()
+            best, best_backend = name, backend
+        else:
+            backend.close()
+    if best is None:
+        raise UsageError(f"no {precision} artefact could be built for {sim}")
+    entry = {"variant": best, "samples_per_s": measured, "batch": probe_batch, "threads": threads,
+             "artefact": str(artefacts[best].path)}
+    cache[key] = entry
+    try:
+        write_json_atomic(cache_file, cache)
+    except OSError:
+        pass  # a read-only model folder: the choice is simply measured again next time
+    log(f"[auto] chose {best} for {precision} (cached in {cache_file})")
+    return SelectedBackend(best_backend, best, precision, dict(entry, cached=False, cache_file=str(cache_file)))

@@ -1,0 +1,66 @@
+"""Timing one backend on one static batch: warm-up, then enough runs for a stable median."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from .layout import INPUT_NAMES, SEQ_LEN
+from .results import latency_stats
+
+
+@dataclass(frozen=True)
+class TimingPolicy:
+    warmup_s: float = 0.5
+    warmup_runs: int = 3
+    min_s: float = 3.0      # measure at least this long ...
+    min_runs: int = 30      # ... and at least this many batches ...
+    max_s: float = 12.0     # ... but stop here even if min_runs is not reached (slow backends at BS 64)
+
+
+QUICK = TimingPolicy(warmup_s=0.05, warmup_runs=1, min_s=0.2, min_runs=3, max_s=1.0)
+SELECT = TimingPolicy(warmup_s=0.3, warmup_runs=2, min_s=1.0, min_runs=5, max_s=3.0)
+
+
+def synthetic_feeds(batch: int, seq_len: int = SEQ_LEN, vocab_size: int = 30522, seed: int = 0) -> dict:
+    """Token ids with SST-2-like lengths (mean ~25 of 64) and the matching mask; static shapes make the
+    content irrelevant to speed, but it keeps int8 activation ranges realistic."""
+    rng = np.random.default_rng(seed)
+    lengths = np.clip(rng.normal(25, 10, batch).astype(int), 3, seq_len)
+    mask = (np.arange(seq_len)[None, :] < lengths[:, None]).astype(np.int64)
+    ids = rng.integers(min(1000, vocab_size // 2), vocab_size, (batch, seq_len), dtype=np.int64) * mask
+    return {INPUT_NAMES[0]: ids, INPUT_NAMES[1]: np.zeros_like(ids), INPUT_NAMES[2]: mask}
+
+
+def measure(run, batch: int, policy: TimingPolicy = TimingPolicy()) -> dict:
+    """run(): one batch. Returns latency stats per batch (ms) and samples/s from the median and the mean."""
+    start = time.perf_counter()
+    done = 0
+    while done < policy.warmup_runs or time.perf_counter() - start < policy.warmup_s:
+        run()
+        done += 1
+    times = []
+    start = time.perf_counter()
+    while True:
+        t0 = time.perf_counter()
+        run()
+        times.append((time.perf_counter() - t0) * 1000.0)
+        elapsed = time.perf_counter() - start
+        if (elapsed >= policy.min_s and len(times) >= policy.min_runs) or elapsed >= policy.max_s:
+            break
+    stats = latency_stats(times)
+    return {
+        "latency_ms": {"mean": stats["mean"], "p50": stats["median"], "p99": stats["percentile(99%)"],
+                       "min": stats["min"], "max": stats["max"]},
+        "iterations": stats["count"],
+        "samples_per_s": 1000.0 * batch / stats["median"],
+        "samples_per_s_mean": 1000.0 * batch / stats["mean"],
+    }
+
+
+def measure_backend(backend, batch: int, policy: TimingPolicy = TimingPolicy(), vocab_size: int = 100) -> dict:
+    feeds = synthetic_feeds(batch, backend.seq_len or SEQ_LEN, vocab_size)
+    feeds = {n: feeds[n] for n in backend.input_names}
+    return measure(lambda: backend.run(feeds), batch, policy)
