@@ -18,7 +18,7 @@ from typing import List, Optional, Sequence
 
 from .errors import ExportError, ToolError, UsageError
 from .layout import om_stem, sim_onnx_name
-from .tools import command_line, require_tool, run_streamed
+from .tools import command_line, passthrough, require_tool, run_streamed
 
 # opset 11 is the one every CANN version takes (5.x/6.x: only 11; 7.0: 9-18; 8.0: 11-15; 9.x: 11-18).
 PORTABLE_OPSET = 11
@@ -212,9 +212,7 @@ def add_command(sub) -> None:
 def cmd_om(args) -> int:
     if args.batch_size < 1:
         raise UsageError(f"--batch_size must be a positive integer, got {args.batch_size}")
-    extra = list(args.atc_options or [])
-    if extra and extra[0] == "--":
-        extra = extra[1:]
+    extra = passthrough(args.atc_options)
     model = args.model or Path(sim_onnx_name(args.batch_size))
     convert(model, args.batch_size, args.chip, output=args.output, log=args.log, extra=extra,
             dry_run=args.dry_run, atc_path=args.atc)

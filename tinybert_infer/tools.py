@@ -32,6 +32,12 @@ def require_tool(name: str, hint: str, path: Optional[str] = None) -> str:
     return found
 
 
+def passthrough(args) -> list:
+    """Options given after `--` for the tool itself (argparse.REMAINDER keeps the `--`)."""
+    args = list(args or [])
+    return args[1:] if args[:1] == ["--"] else args
+
+
 def command_line(argv: Sequence[str]) -> str:
     """The command as a user would paste it into a shell."""
     return shlex.join([str(a) for a in argv])

@@ -19,7 +19,7 @@ from typing import List, Optional, Sequence, Tuple
 
 from .errors import ToolError, UsageError
 from .layout import SEQ_LEN, sim_onnx_name
-from .tools import command_line, require_tool, run_streamed
+from .tools import command_line, passthrough, require_tool, run_streamed
 
 Version = Tuple[int, int, int]
 DEFAULT_WORKSPACE_MIB = 5000  # ModelZoo's TinyBERT README value
@@ -257,9 +257,7 @@ def add_command(sub) -> None:
 def cmd_trt_perf(args) -> int:
     if args.batch_size < 1 or args.workspace < 1:
         raise UsageError("--batch_size and --workspace must be positive integers")
-    extra = list(args.trtexec_options or [])
-    if extra and extra[0] == "--":
-        extra = extra[1:]
+    extra = passthrough(args.trtexec_options)
     model = args.model or Path(sim_onnx_name(args.batch_size))
     run_perf(model, args.batch_size, workspace_mib=args.workspace, fp16=args.fp16, threads=not args.no_threads,
              extra=extra, dry_run=args.dry_run, trtexec_path=args.trtexec, assume_version=args.trt_version,
