@@ -1,0 +1,80 @@
+"""The compact TinyBERT module is numerically the transformers BertModel + TinyBERT head."""
+
+import numpy as np
+import pytest
+import torch
+
+from tinybert_infer.checkpoint import load_model, read_checkpoint
+from tinybert_infer.synthetic import write_random_checkpoint
+
+
+def transformers_logits(checkpoint, ids, seg, mask):
+    from transformers import BertConfig, BertModel
+
+    cfg = checkpoint.config
+    hf_cfg = BertConfig(vocab_size=cfg.vocab_size, hidden_size=cfg.hidden_size,
+                        num_hidden_layers=cfg.num_hidden_layers, num_attention_heads=cfg.num_attention_heads,
+                        intermediate_size=cfg.intermediate_size, max_position_embeddings=cfg.max_position_embeddings,
+                        type_vocab_size=cfg.type_vocab_size, hidden_act="gelu", layer_norm_eps=1e-12,
+                        attn_implementation="eager")
+    bert = BertModel(hf_cfg).eval()
+    state = {k[len("bert."):]: v for k, v in checkpoint.state_dict.items() if k.startswith("bert.")}
+    missing, _ = bert.load_state_dict(state, strict=False)
+    assert not [m for m in missing if "position_ids" not in m]
+    with torch.inference_mode():
+        pooled = bert(input_ids=ids, token_type_ids=seg, attention_mask=mask).pooler_output
+        w, b = checkpoint.state_dict["classifier.weight"], checkpoint.state_dict["classifier.bias"]
+        return torch.relu(pooled) @ w.T + b
+
+
+@pytest.mark.parametrize("shape", [
+    dict(num_hidden_layers=2, hidden_size=32, num_attention_heads=4, intermediate_size=64),
+    dict(num_hidden_layers=3, hidden_size=48, num_attention_heads=3, intermediate_size=100),
+])
+def test_matches_transformers_bert_with_tinybert_head(tmp_path, shape):
+    folder = write_random_checkpoint(tmp_path / "ck", num_labels=3, seed=7, **shape)
+    checkpoint, model = load_model(folder)
+    rng = np.random.default_rng(0)
+    lengths = np.array([1, 5, 17, 64, 30, 2])
+    mask = torch.from_numpy((np.arange(64)[None] < lengths[:, None]).astype(np.int64))
+    ids = torch.from_numpy(rng.integers(0, checkpoint.config.vocab_size, (6, 64))) * mask
+    seg = torch.from_numpy(rng.integers(0, 2, (6, 64))) * mask
+    with torch.inference_mode():
+        ours = model(ids, seg, mask)
+    theirs = transformers_logits(checkpoint, ids, seg, mask)
+    assert ours.shape == (6, 3)
+    assert torch.max(torch.abs(ours - theirs)).item() < 1e-5
+
+
+def test_sizes_come_from_the_checkpoint(tmp_path):
+    folder = write_random_checkpoint(tmp_path / "ck", num_labels=5, num_hidden_layers=1, hidden_size=24,
+                                     num_attention_heads=2, intermediate_size=40, vocab_size=150)
+    cfg = read_checkpoint(folder).config
+    assert (cfg.num_hidden_layers, cfg.hidden_size, cfg.num_attention_heads, cfg.num_labels, cfg.vocab_size) == \
+        (1, 24, 2, 5, 150)
+
+
+def test_safetensors_and_bin_load_the_same_model(tmp_path):
+    a = write_random_checkpoint(tmp_path / "a", seed=3)
+    b = write_random_checkpoint(tmp_path / "b", seed=3, safetensors=True)
+    ids = torch.randint(0, 200, (2, 64))
+    ones = torch.ones(2, 64, dtype=torch.int64)
+    with torch.inference_mode():
+        la = load_model(a)[1](ids, ones * 0, ones)
+        lb = load_model(b)[1](ids, ones * 0, ones)
+    assert torch.equal(la, lb)
+    assert read_checkpoint(b).weights_file.name == "model.safetensors"
+
+
+def test_fit_dense_and_other_extra_keys_are_ignored(tmp_path):
+    folder = write_random_checkpoint(tmp_path / "ck", extra_keys=True)
+    assert "fit_dense.weight" in read_checkpoint(folder).state_dict
+    load_model(folder)  # no error
+
+
+def test_flops_per_sample_matches_reference_notes():
+    from tinybert_infer.modeling import TinyBertConfig
+    from tinybert_infer.synthetic import TINYBERT_4L_312D
+
+    cfg = TinyBertConfig(num_labels=2, **TINYBERT_4L_312D)
+    assert cfg.flops_per_sample(64) / 1e9 == pytest.approx(0.603, abs=0.001)
