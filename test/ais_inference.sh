@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Stage 4: run the model over bert_bin/ the way ais_bench does, into a new folder under result/.
 # On a host without ais_bench or TinyBERT_bs$BS.om this runs TinyBERT_sim_bs$BS.onnx on the CPU
-# (ONNX Runtime by default; TINYBERT_BACKEND=torch or --backend torch for PyTorch eager).
+# (by default the fastest exact-fp32 artefact, measured on this host and cached: --backend auto, see
+# docs/performance.md; --precision int8|bf16 for low precision; TINYBERT_BACKEND=... or --backend
+# onnxruntime|openvino|torch to name one).
 # With the ais_bench tool and TinyBERT_bs$BS.om it runs python3 -m ais_bench instead (docs/hardware.md).
-USAGE="bash test/ais_inference.sh BS [--backend onnxruntime|torch] [--outfmt TXT|BIN|NPY] [--output_dirname NAME] [--loop N] [--warmup_count N]"
+USAGE="bash test/ais_inference.sh BS [--backend auto|onnxruntime|openvino|torch] [--precision fp32|int8|bf16] [--outfmt TXT|BIN|NPY] [--output_dirname NAME] [--loop N] [--warmup_count N]"
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 check_bs "${1:-}"
 bs="$1"; shift

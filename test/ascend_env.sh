@@ -33,6 +33,6 @@ ais_bench_ready() {
 host_backend_requested() {
     [ -n "${TINYBERT_BACKEND:-}" ] && return 0
     local a
-    for a in "$@"; do [[ "$a" == --backend || "$a" == --backend=* ]] && return 0; done
+    for a in "$@"; do [[ "$a" == --backend || "$a" == --backend=* || "$a" == --precision || "$a" == --precision=* ]] && return 0; done
     return 1
 }

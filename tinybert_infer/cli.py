@@ -125,7 +125,11 @@ def add_infer(sub):
     p.add_argument("--loop", "-l", type=positive_int, default=1)
     p.add_argument("--warmup_count", "--warmup-count", type=non_negative_int, default=1)
     p.add_argument("--pure_data_type", choices=["zero", "random"], default="zero")
-    p.add_argument("--backend", default="onnxruntime", help="onnxruntime (default) or torch")
+    p.add_argument("--backend", default="auto",
+                   help="auto (default: the fastest exact-fp32 artefact, measured here and cached; see "
+                        "docs/performance.md), onnxruntime, openvino or torch")
+    p.add_argument("--precision", choices=["fp32", "int8", "bf16"], default="fp32",
+                   help="with --backend auto: fp32 (default, PyTorch's labels), or the faster low-precision int8/bf16")
     _model_dir_arg(p)
     p.add_argument("--threads", type=positive_int, default=None, help="intra-op threads (default: runtime's choice)")
     _add_length_args(p)
@@ -142,10 +146,10 @@ def cmd_infer(args) -> int:
     if args.dynamic_length or args.tsv is not None:
         return cmd_infer_by_length(args)
     onnx_path = args.model or (Path(sim_onnx_name(args.batchsize)) if args.batchsize else None)
-    if args.backend == "onnxruntime" and onnx_path is None:
+    if args.backend != "torch" and onnx_path is None:
         raise UsageError("give --model or --batchsize")
     backend = make_backend(args.backend, onnx_path=onnx_path, checkpoint_dir=args.model_dir or default_model_dir(),
-                           batch_size=args.batchsize, threads=args.threads)
+                           batch_size=args.batchsize, threads=args.threads, precision=args.precision)
     if args.input is None:
         report = run_pure(backend, batch_size=args.batchsize, loop=args.loop, warmup_count=args.warmup_count,
                           pure_data_type=args.pure_data_type)
@@ -214,7 +218,8 @@ def cmd_infer_by_length(args) -> int:
     if args.tsv is not None:
         _check_vocab(model_dir / VOCAB_FILE)
     backend = make_backend(args.backend, onnx_path=onnx_path, checkpoint_dir=model_dir,
-                           batch_size=None if args.dynamic_length else args.batchsize, threads=args.threads)
+                           batch_size=None if args.dynamic_length else args.batchsize, threads=args.threads,
+                           precision=args.precision)
     if args.tsv is not None:
         samples = read_tsv_samples(args.tsv, model_dir / VOCAB_FILE, args.max_seq_length)
     else:

@@ -46,6 +46,16 @@ def dynamic_sim_onnx_name() -> str:
     return "TinyBERT_sim_dyn.onnx"
 
 
+def optimized_name(source_onnx: str, variant: str) -> str:
+    """CPU-only artefact built from a simplified ONNX: TinyBERT_sim_bs8.onnx -> TinyBERT_sim_bs8.ort-fused.onnx
+    (OpenVINO IR variants: .xml with a .bin beside it). The source stays what atc/trtexec consume."""
+    stem = source_onnx[:-5] if source_onnx.endswith(".onnx") else source_onnx
+    return f"{stem}.{variant}.{'xml' if variant.startswith('openvino') else 'onnx'}"
+
+
+SELECTION_CACHE_NAME = "tinybert_backend_choice.json"  # `infer --backend auto`'s measured choice, per model
+
+
 def om_stem(batch_size: int) -> str:
     return f"TinyBERT_bs{batch_size}"
 

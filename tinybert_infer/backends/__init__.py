@@ -4,12 +4,28 @@ from __future__ import annotations
 
 from .base import Backend
 
-BACKENDS = ("onnxruntime", "torch", "ort-cuda", "ort-trt")  # GPU ones also as onnxruntime-gpu, ort-tensorrt
+BACKENDS = ("auto", "onnxruntime", "openvino", "torch", "ort-cuda", "ort-trt")  # GPU ones also as onnxruntime-gpu, ort-tensorrt
 
 
-def make_backend(name: str, *, onnx_path=None, checkpoint_dir=None, batch_size=None, threads=None) -> Backend:
+def make_backend(name: str, *, onnx_path=None, checkpoint_dir=None, batch_size=None, threads=None,
+                 precision: str = "fp32") -> Backend:
     from ..errors import UsageError
 
+    if name == "auto":  # the fastest artefact of this precision, measured here (tinybert_infer/select.py)
+        import sys
+
+        from ..select import choose_backend
+
+        return choose_backend(onnx_path, batch_size=batch_size, threads=threads, precision=precision,
+                              checkpoint_dir=checkpoint_dir, log=lambda s: print(s, file=sys.stderr))
+    if precision != "fp32" and name != "openvino":
+        raise UsageError(f"--precision {precision} needs --backend auto (or openvino for bf16)")
+    if name == "openvino":
+        from .openvino import OpenVinoBackend
+
+        if precision == "int8":
+            raise UsageError("--precision int8 needs --backend auto (it builds the INT8 artefacts)")
+        return OpenVinoBackend(onnx_path, threads=threads, precision=precision)
     if name == "onnxruntime":
         from .onnxruntime import OnnxRuntimeBackend
 
