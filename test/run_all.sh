@@ -3,6 +3,7 @@
 USAGE="bash test/run_all.sh BS [CHIP]"
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 check_bs "${1:-}"
+[ $# -le 2 ] || die_usage "expected BS [CHIP], got $# arguments"
 bs="$1"
 [ -n "${2:-}" ] && check_chip "$2"
 here="$(dirname "${BASH_SOURCE[0]}")"

@@ -119,7 +119,10 @@ def read_output(path: Path, width: Optional[int] = None) -> np.ndarray:
             arr = np.load(path, allow_pickle=False)
             if arr.dtype.kind not in "fiu":
                 raise ResultError(f"{path}: non-numeric array (dtype {arr.dtype})")
-            values = arr.astype(np.float64).reshape(-1, arr.shape[-1] if arr.ndim else 1)[0]
+            if arr.size == 0:
+                values = np.empty(0)  # refused below as empty
+            else:
+                values = arr.astype(np.float64).reshape(-1, arr.shape[-1] if arr.ndim else 1)[0]
         else:
             raise ResultError(f"{path}: unknown output format (expected .txt, .bin or .npy)")
     except UnicodeDecodeError:

@@ -1,0 +1,166 @@
+"""Stages killed mid-way (kill -9 and Ctrl-C), then the next stage run: never a mix of old and new sample
+files, never a scoreable half-finished result folder (issue 5)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, SENTENCES, write_tsv
+from error_helpers import assert_error, leftovers, run_main, snapshot
+from tinybert_infer.errors import DataError, ResultError
+from tinybert_infer.layout import INPUT_NAMES, MANIFEST_NAME
+from tinybert_infer.results import INCOMPLETE_MARKER, metrics_path, summary_path
+
+BIG = 8000  # samples: far more than a run gets through before it is stopped
+
+
+def _start(*args, cwd) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    return subprocess.Popen([sys.executable, "-m", "tinybert_infer", *map(str, args)], cwd=cwd, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_until(condition, proc: subprocess.Popen, what: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if proc.poll() is not None:
+            out, err = proc.communicate()
+            pytest.fail(f"finished (exit {proc.returncode}) before {what}:\n{out}\n{err}")
+        if time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(0.01)
+
+
+def _count(folder: Path, pattern: str) -> int:
+    try:
+        return sum(1 for name in os.listdir(folder) if re.fullmatch(pattern, name))
+    except FileNotFoundError:
+        return 0
+
+
+def _stop(proc: subprocess.Popen, sig: int) -> tuple[int, str]:
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=120)
+    return proc.returncode, err
+
+
+def _partial_inputs(work: Path) -> int:
+    """input_ids files written so far by a running preprocessing (in its hidden staging folder)."""
+    stages = [p for p in work.iterdir() if p.name.startswith(".bert_bin.partial-")]
+    return max((_count(p / "input_ids", r"input\d+\.bin") for p in stages), default=0)
+
+
+@pytest.fixture()
+def work(tmp_path, tiny_checkpoint):
+    """A working folder with a complete bert_bin of the 13 test sentences, and an 8,000-sentence TSV."""
+    code, _, err = run_main("preprocess", "--tsv", write_tsv(tmp_path / "small.tsv"), "--vocab",
+                            tiny_checkpoint / "vocab.txt", "--output_dir", tmp_path / "bert_bin")
+    assert code == 0, err
+    write_tsv(tmp_path / "big.tsv", [SENTENCES[i % len(SENTENCES)] for i in range(BIG)])
+    return tmp_path
+
+
+def _inputs_arg(work: Path) -> str:
+    return ",".join(str(work / "bert_bin" / name) for name in INPUT_NAMES)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["kill-9", "ctrl-c"])
+def test_interrupted_preprocessing_keeps_the_old_inputs_whole(work, tiny_checkpoint, sig):
+    before = snapshot(work / "bert_bin")
+    proc = _start("preprocess", "--tsv", work / "big.tsv", "--vocab", tiny_checkpoint / "vocab.txt",
+                  "--output_dir", work / "bert_bin", cwd=work)
+    _wait_until(lambda: _partial_inputs(work) >= 300, proc, "preprocessing wrote its first chunk")
+    code, err = _stop(proc, sig)
+    if sig == signal.SIGINT:
+        assert_error(code, err, 130, "interrupted")
+        assert leftovers(work) == []  # Ctrl-C cleans up its staging folder
+    else:
+        assert code == -signal.SIGKILL
+        assert leftovers(work), "kill -9 leaves its hidden staging folder (cleaned by the next run)"
+    assert snapshot(work / "bert_bin") == before  # old inputs, every file, untouched
+
+    # The next stage reads the old, complete inputs and they score end to end.
+    code, out, err = run_main("infer", "--backend", "torch", "--model_dir", tiny_checkpoint, "--batchsize", "4",
+                              "--input", _inputs_arg(work), "--output", work / "result")
+    assert code == 0, err
+    folder = re.search(r"^result folder: (\S+)$", out, re.M).group(1)
+    code, out, err = run_main("postprocess", "--result_dir", work / "result" / folder, "--bin_dir", work / "bert_bin")
+    assert code == 0, err
+    assert f"samples: {len(SENTENCES)} " in out
+
+    # A later preprocessing run completes and removes what a killed run left.
+    code, _, err = run_main("preprocess", "--tsv", write_tsv(work / "small2.tsv", SENTENCES[:5]), "--vocab",
+                            tiny_checkpoint / "vocab.txt", "--output_dir", work / "bert_bin")
+    assert code == 0, err
+    assert leftovers(work) == []
+    assert json.loads((work / "bert_bin" / MANIFEST_NAME).read_text())["count"] == 5
+    assert sorted(os.listdir(work / "bert_bin" / "input_ids")) == [f"input{i}.bin" for i in range(5)]
+
+
+def test_interrupted_first_preprocessing_leaves_no_inputs(work, tiny_checkpoint):
+    """No earlier bert_bin: after Ctrl-C there is none, and inference says so instead of reading a part."""
+    import shutil
+
+    shutil.rmtree(work / "bert_bin")
+    proc = _start("preprocess", "--tsv", work / "big.tsv", "--vocab", tiny_checkpoint / "vocab.txt",
+                  "--output_dir", work / "bert_bin", cwd=work)
+    _wait_until(lambda: _partial_inputs(work) >= 300, proc, "preprocessing wrote its first chunk")
+    code, err = _stop(proc, signal.SIGINT)
+    assert_error(code, err, 130, "interrupted")
+    assert not (work / "bert_bin").exists() and leftovers(work) == []
+    code, _, err = run_main("infer", "--backend", "torch", "--model_dir", tiny_checkpoint, "--batchsize", "4",
+                            "--input", _inputs_arg(work), "--output", work / "result")
+    assert_error(code, err, DataError.exit_code, work / "bert_bin" / "input_ids", "input folder not found")
+    assert not (work / "result").exists()
+
+
+def _make_big_inputs(work: Path) -> None:
+    """bert_bin with BIG samples, cheaply: hard links to the 13 preprocessed samples, and a matching manifest."""
+    bin_dir = work / "bert_bin"
+    manifest = json.loads((bin_dir / MANIFEST_NAME).read_text())
+    small = manifest["count"]
+    for name in INPUT_NAMES:
+        for i in range(small, BIG):
+            os.link(bin_dir / name / f"input{i % small}.bin", bin_dir / name / f"input{i}.bin")
+    manifest.update(count=BIG, labels=[manifest["labels"][i % small] for i in range(BIG)])
+    (bin_dir / MANIFEST_NAME).write_text(json.dumps(manifest))
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["kill-9", "ctrl-c"])
+def test_interrupted_inference_is_refused_by_postprocessing(work, tiny_checkpoint, sig):
+    _make_big_inputs(work)
+    result = work / "result"
+    proc = _start("infer", "--backend", "torch", "--model_dir", tiny_checkpoint, "--batchsize", "1", "--threads", "1",
+                  "--outfmt", "TXT", "--input", _inputs_arg(work), "--output", result, cwd=work)
+
+    def started() -> bool:
+        folders = [p for p in result.iterdir() if not p.name.startswith(".")] if result.is_dir() else []
+        return any(_count(f, r"input\d+_0\.txt") >= 20 for f in folders if f.is_dir())
+
+    _wait_until(started, proc, "inference wrote 20 outputs")
+    (folder,) = [p for p in result.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    code, err = _stop(proc, sig)
+    assert not summary_path(folder).exists()
+    if sig == signal.SIGINT:
+        assert_error(code, err, 130, "interrupted")
+        assert not folder.exists(), "Ctrl-C removes the half-written result folder"
+        expected = "result folder not found"
+    else:
+        assert code == -signal.SIGKILL
+        assert (folder / INCOMPLETE_MARKER).is_file()
+        assert 20 <= _count(folder, r"input\d+_0\.txt") < BIG
+        expected = "incomplete run (interrupted or still running); run inference again"
+
+    code, _, err = run_main("postprocess", "--result_dir", folder, "--bin_dir", work / "bert_bin")
+    assert_error(code, err, ResultError.exit_code, folder, expected)
+    assert not metrics_path(folder).exists()
