@@ -24,7 +24,8 @@ def test_stages_one_by_one_and_backends_agree(tmp_path, env):
     assert ort.returncode == 0, ort.stderr
     pt = run_script("ais_inference.sh", "4", "--backend", "torch", cwd=tmp_path, env=env)
     assert pt.returncode == 0, pt.stderr
-    assert "backend: torch" in pt.stdout and "backend: onnxruntime" in ort.stdout
+    # The default path is `--backend auto`: whichever exact-fp32 runtime measured fastest here.
+    assert "backend: torch" in pt.stdout and re.search(r"backend: (onnxruntime|openvino) ", ort.stdout)
     acc = []
     for run in (ort, pt):
         post = run_script("postprocess_data.sh", folder_of(run.stdout), cwd=tmp_path, env=env)
