@@ -16,13 +16,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from .backends.base import Backend
 from .data import list_input_files, make_tokenizer, read_sample
 from .errors import DataError, UsageError
+from .fsutil import JsonSpool, discard_dir
 from .inference import RunReport, _resolve_batch, _timed, build_summary
 from .layout import INPUT_NAMES, SEQ_LEN, output_file_name, sample_file_name
 from .progress import progress
@@ -45,8 +46,8 @@ class Samples:
 
     feats: Dict[str, np.ndarray]      # input name -> int64 [N, width]
     lengths: np.ndarray               # int64 [N]
-    file_names: List[str]             # input 0's file name per sample: the output file's stem comes from it
-    infiles: List[List[str]]          # recorded in the summary's filesinfo
+    file_names: Sequence[str]         # input 0's file name per sample: the output file's stem comes from it
+    infiles: Callable[[int], List[str]]  # sample index -> its sources, for the summary's filesinfo
     summary_extra: dict = field(default_factory=dict)
 
     @property
@@ -147,7 +148,9 @@ def read_sample_files(input_dirs: Sequence, input_names: Sequence[str] = INPUT_N
             raise DataError(f"{folder}: {len(names)} files, but {input_dirs[0]} has {len(listings[0])}")
     feats = {name: np.stack([read_sample(folder / n, seq_len) for n in names])
              for name, folder, names in zip(input_names, input_dirs, listings)}
-    infiles = [[str(d / names[i]) for d, names in zip(input_dirs, listings)] for i in range(len(listings[0]))]
+    def infiles(index: int) -> List[str]:
+        return [str(d / names[index]) for d, names in zip(input_dirs, listings)]
+
     return Samples(feats, real_lengths(feats[MASK_NAME]), listings[0], infiles)
 
 
@@ -179,7 +182,10 @@ def read_tsv_samples(tsv_path, vocab_file, max_seq_length: int = SEQ_LEN) -> Sam
         feats[INPUT_NAMES[1]][row, :len(segs)] = segs
         feats[MASK_NAME][row, :len(tokens)] = 1
     names = [sample_file_name(i) for i in range(len(ids))]
-    infiles = [[f"{reader.path}:{line}"] for line in lines]
+
+    def infiles(index: int) -> List[str]:
+        return [f"{reader.path}:{lines[index]}"]
+
     extra = {"tsv": {"path": str(reader.path), "sha256": reader.sha256}, "max_seq_length": max_seq_length}
     return Samples(feats, lengths, names, infiles, extra)
 
@@ -219,28 +225,37 @@ def run_samples(backend: Backend, samples: Samples, output_root, *, batch_size: 
     fed_batch = backend.batch_size or 1  # rows a static-batch model must get; dynamic batch: as many as real
     batches = plan_batches(samples.lengths, batch, width=samples.width, pad_multiple=pad_multiple,
                            buckets=buckets, mode=mode)
+    # As in inference.run_files: the first batch runs before a result folder exists, so a model that
+    # rejects the inputs leaves nothing behind.
+    first = _feeds(samples, batches[0], backend.input_names, fed_batch)
+    for _ in range(warmup_count):
+        backend.run(first)
     result_dir = create_result_dir(output_root, output_dirname)
     times: list = []
-    filesinfo = {}
-    with progress(total=samples.count, desc=f"infer {backend.name} bs{batch} {mode}", unit="sample",
-                  enabled=show_progress) as bar:
-        first = _feeds(samples, batches[0], backend.input_names, fed_batch)
-        for _ in range(warmup_count):
-            backend.run(first)
-        for n, planned in enumerate(batches):
-            feeds = first if n == 0 else _feeds(samples, planned, backend.input_names, fed_batch)
-            for _ in range(loop):
-                logits = _timed(lambda: backend.run(feeds), times)
-            for slot, index in enumerate(planned.indices):  # filler rows beyond the real ones are dropped
-                out_name = output_file_name(samples.file_names[index], 0, outfmt)
-                write_output(result_dir / out_name, logits[slot:slot + 1], outfmt)
-                filesinfo[str(index)] = {"infiles": samples.infiles[index], "outfiles": [str(result_dir / out_name)]}
-            bar.update(len(planned.indices))
-    extra = dict(samples.summary_extra)
-    extra.update(extra_summary or {})
-    extra.update(length_summary(batches, samples, mode, batch, fed_batch, pad_multiple, buckets, times, loop))
-    summary = build_summary(backend, times, batch, filesinfo=filesinfo, extra=extra)
-    mark_complete(result_dir, summary)
+    with JsonSpool(keyed=True, directory=result_dir.parent) as filesinfo:
+        try:
+            with progress(total=samples.count, desc=f"infer {backend.name} bs{batch} {mode}", unit="sample",
+                          enabled=show_progress) as bar:
+                for n, planned in enumerate(batches):
+                    feeds = first if n == 0 else _feeds(samples, planned, backend.input_names, fed_batch)
+                    for _ in range(loop):
+                        logits = _timed(lambda: backend.run(feeds), times)
+                    for slot, index in enumerate(planned.indices):  # filler rows after the real ones: dropped
+                        out_name = output_file_name(samples.file_names[index], 0, outfmt)
+                        write_output(result_dir / out_name, logits[slot:slot + 1], outfmt)
+                        filesinfo.add({"infiles": samples.infiles(index), "outfiles": [str(result_dir / out_name)]},
+                                      key=index)
+                    bar.update(len(planned.indices))
+        except BaseException:
+            discard_dir(result_dir)  # a failed or interrupted run leaves no folder
+            raise
+        extra = dict(samples.summary_extra)
+        extra.update(extra_summary or {})
+        extra.update(length_summary(batches, samples, mode, batch, fed_batch, pad_multiple, buckets, times, loop))
+        summary = build_summary(backend, times, batch, extra=extra)
+        summary["filesinfo"] = filesinfo  # keeps ais_bench's first place in the file
+        mark_complete(result_dir, summary)
+    del summary["filesinfo"]
     return RunReport(result_dir, summary)
 
 
