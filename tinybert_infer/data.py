@@ -38,8 +38,9 @@ def make_tokenizer(vocab_file):
 
     vocab = load_vocab(vocab_file)
     # transformers 5.x ignores a `vocab_file=` keyword; pass the vocabulary itself and check it was taken.
-    tokenizer = BertTokenizer(vocab=vocab, do_lower_case=True)
-    if tokenizer.cls_token_id != vocab["[CLS]"] or len(tokenizer) != len(vocab):
+    # Without [MASK] in vocab.txt the tokenizer would add one past the embedding table; SST-2 never needs it.
+    tokenizer = BertTokenizer(vocab=vocab, do_lower_case=True, mask_token="[MASK]" if "[MASK]" in vocab else None)
+    if len(tokenizer) != len(vocab) or tokenizer.cls_token_id != vocab["[CLS]"]:
         raise DataError(f"{vocab_file}: tokenizer did not load this vocabulary")
     return tokenizer
 
