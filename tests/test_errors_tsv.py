@@ -157,3 +157,12 @@ def test_over_long_sentences_are_truncated_not_rejected(max_len, vocab, tmp_path
     assert set(ids[1:-1]) == {tokens.index("bad")}
     assert got["input_mask"][0] == [1] * max_len
     assert got["labels"] == [0, 1]
+
+
+def test_unwritable_output_is_one_line_and_leaves_nothing(vocab, tmp_path):
+    """An operating-system failure (here a file where the output's parent folder should be) is exit 8."""
+    blocker = tmp_path / "not_a_folder"
+    blocker.write_text("")
+    code, _, err = _preprocess(write_tsv(tmp_path / "good.tsv"), vocab, blocker / "bert_bin")
+    assert_error(code, err, 8, blocker)
+    assert blocker.read_text() == "" and leftovers(tmp_path) == []

@@ -164,3 +164,25 @@ def test_interrupted_inference_is_refused_by_postprocessing(work, tiny_checkpoin
     code, _, err = run_main("postprocess", "--result_dir", folder, "--bin_dir", work / "bert_bin")
     assert_error(code, err, ResultError.exit_code, folder, expected)
     assert not metrics_path(folder).exists()
+
+
+def test_leftovers_of_dead_runs_are_swept_and_live_ones_kept(tmp_path):
+    """What kill -9 leaves (.NAME.partial-PID-*, .NAME.old-PID-*) goes at the next write of NAME, unless
+    the PID still runs (another run at work on the same output)."""
+    from tinybert_infer.fsutil import staged_dir, staged_file
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True).stdout.strip()
+    (tmp_path / f".bert_bin.partial-{dead}-abc" / "input_ids").mkdir(parents=True)
+    (tmp_path / f".bert_bin.old-{dead}-def" / "bert_bin").mkdir(parents=True)
+    (tmp_path / f".TinyBERT_bs1.onnx.partial-{dead}-ghi").write_bytes(b"half a model")
+    live = tmp_path / f".bert_bin.partial-{os.getpid()}-jkl"
+    live.mkdir()
+    other = tmp_path / f".other.partial-{dead}-mno"
+    other.mkdir()
+    with staged_dir(tmp_path / "bert_bin") as stage:
+        (stage / "x").write_text("1")
+    with staged_file(tmp_path / "TinyBERT_bs1.onnx") as tmp:
+        tmp.write_bytes(b"model")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["bert_bin", "TinyBERT_bs1.onnx", live.name, other.name])

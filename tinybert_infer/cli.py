@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
-from .errors import PipelineError, UsageError
+from .errors import INTERRUPTED_EXIT, FileSystemError, PipelineError, UsageError
 from .layout import (DEFAULT_BIN_DIR, DEFAULT_OPSET, DEFAULT_RESULT_DIR, INPUT_NAMES, SEQ_LEN, default_data_dir,
                      default_model_dir, sim_onnx_name)
 
@@ -291,6 +291,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except PipelineError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except OSError as exc:  # disk full, permissions: one line too, never a traceback
+        failure = FileSystemError.from_os_error(exc)
+        print(f"error: {failure}", file=sys.stderr)
+        return failure.exit_code
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
-        return 130
+        return INTERRUPTED_EXIT

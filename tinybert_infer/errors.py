@@ -41,3 +41,18 @@ class ToolError(PipelineError):
     """An external tool (atc, ais_bench, trtexec) is missing or failed."""
 
     exit_code = 7
+
+
+class FileSystemError(PipelineError):
+    """Reading or writing a file failed at the operating-system level (disk full, permissions, a file
+    where a folder should be). Whatever was being written was built aside and has been removed."""
+
+    exit_code = 8
+
+    @classmethod
+    def from_os_error(cls, exc: OSError) -> "FileSystemError":
+        where = f"{exc.filename}: " if exc.filename else ""
+        return cls(f"{where}{exc.strerror or exc}")
+
+
+INTERRUPTED_EXIT = 130  # Ctrl-C (SIGINT), as shells report it

@@ -88,10 +88,15 @@ def staged_dir(final: Path):
 
 
 @contextlib.contextmanager
-def staged_file(final: Path):
-    """Yield a temporary path beside `final`; it is renamed onto `final` only if the block succeeds."""
+def staged_file(final: Path, sweep: bool = True):
+    """Yield a temporary path beside `final`; it is renamed onto `final` only if the block succeeds.
+
+    sweep=False skips looking for killed runs' leftovers: for many small files in one fresh folder.
+    """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
+    if sweep:
+        remove_stale_asides(final)
     fd, tmp = tempfile.mkstemp(prefix=_aside_prefix(final, "partial"), dir=final.parent)
     os.close(fd)
     try:

@@ -87,7 +87,7 @@ def format_txt(array: np.ndarray) -> bytes:
 def write_output(path: Path, array: np.ndarray, outfmt: str) -> None:
     """One output slice in ais_bench's format, written atomically."""
     outfmt = outfmt.upper()
-    with staged_file(path) as tmp:
+    with staged_file(path, sweep=False) as tmp:  # a fresh result folder: nothing to sweep, and it is per sample
         if outfmt == "TXT":
             tmp.write_bytes(format_txt(array))
         elif outfmt == "BIN":
