@@ -14,7 +14,7 @@ from .data import read_manifest
 from .errors import DataError, ResultError
 from .fsutil import staged_file, write_json_atomic
 from .layout import INPUT_NAMES
-from .results import metrics_path, predictions_path, read_logits, read_summary
+from .results import metrics_path, predictions_path, read_logits, read_summary_value
 
 
 _OUTPUT_NAME = re.compile(r"^.+_0\.(txt|bin|npy)$")
@@ -61,8 +61,7 @@ def _check_consistency(result_dir: Path, manifest: dict) -> None:
             f"{result_dir}: {outputs} output files but the manifest describes {manifest['count']} samples "
             f"(results of another input set?)"
         )
-    summary = read_summary(result_dir)
-    recorded = (summary or {}).get("inputs_manifest_sha256") if isinstance(summary, dict) else None
+    recorded = read_summary_value(result_dir, "inputs_manifest_sha256")
     if recorded and manifest.get("_sha256") and recorded != manifest["_sha256"]:
         raise ResultError(
             f"{result_dir}: produced from different preprocessed inputs than the manifest given "

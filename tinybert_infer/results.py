@@ -158,16 +158,14 @@ def read_logits(result_dir, stems: Sequence[str], width: int) -> np.ndarray:
     """Logits [len(stems), width], matched by file name; refuses any missing or bad sample."""
     result_dir = Path(result_dir)
     check_complete(result_dir)
-    paths, missing = [], []
-    for stem in stems:
-        path = find_output_file(result_dir, stem)
-        if path is None:
-            missing.append(f"{stem}_0.txt")
-        paths.append(path)
+    missing = [f"{stem}_0.txt" for stem in stems if find_output_file(result_dir, stem) is None]
     if missing:
         shown = ", ".join(missing[:5]) + (f" ... ({len(missing)} missing in all)" if len(missing) > 5 else "")
         raise ResultError(f"{result_dir}: missing output file(s) {shown}; refusing to score a subset")
-    return np.stack([read_output(p, width) for p in paths])
+    logits = np.empty((len(stems), width), dtype=np.float64)
+    for row, stem in enumerate(stems):
+        logits[row] = read_output(find_output_file(result_dir, stem), width)
+    return logits
 
 
 def latency_stats(times_ms: Sequence[float]) -> dict:
@@ -189,6 +187,26 @@ def read_summary(result_dir) -> Optional[dict]:
                 return json.loads(candidate.read_text(encoding="utf-8"))
             except (UnicodeDecodeError, json.JSONDecodeError) as exc:
                 raise ResultError(f"{candidate}: unreadable summary ({exc})") from None
+    return None
+
+
+_TOP_LEVEL_LINE = re.compile(r'^  "(?P<key>[^"]+)": (?P<value>.*?),?$')
+
+
+def read_summary_value(result_dir, key: str):
+    """One top-level value of a summary written by write_json_atomic (each top-level key on its own line),
+    read line by line so a 200,000-sample filesinfo is never loaded; None when absent."""
+    path = summary_path(result_dir)
+    if not path.is_file():
+        return None
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        for line in handle:
+            match = _TOP_LEVEL_LINE.match(line.rstrip("\n"))
+            if match and match["key"] == key:
+                try:
+                    return json.loads(match["value"])
+                except json.JSONDecodeError:
+                    return None  # a multi-line value: not one this is used for
     return None
 
 
