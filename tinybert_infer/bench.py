@@ -286,6 +286,13 @@ def run_benchmark(out: Path, *, quick: bool = False, batch_sizes=None, backends=
     log("[4/4] accuracy through the pipeline")
     report["accuracy"] = accuracy_section(names, model_dir=model_dir, data_dir=data_dir, work=work, bs=accuracy_bs,
                                           threads=threads, samples=accuracy_samples, log=log)
+    log("[dynamic length] static-64 vs length-aware batching, end to end on the real checkpoint (docs/dynamic.md)")
+    from .dynamic_bench import dynamic_length_section
+
+    dev = data_dir / "dev.tsv"
+    report["dynamic_length"] = dynamic_length_section(
+        names, model_dir=model_dir, tsv=subset_tsv(dev, accuracy_samples, work) if dev.is_file() else dev,
+        work=work / "dynamic_length", batch_sizes=batch_sizes, threads=threads, repeats=1 if quick else 2, log=log)
     report.update(summarise(report, model_limits))
     report["load_average_end"] = list(os.getloadavg())
     report["elapsed_s"] = time.time() - started
@@ -523,6 +530,9 @@ def render_markdown(r: dict) -> str:
         lines += ["", "ORT fusions on the throughput model's graph: " +
                   (", ".join(f"{k} x{v}" for k, v in r["fusions"].items()) or "none") +
                   " (EmbedLayerNormalization does not fuse: the exporter folds the position ids into a constant)."]
+    from .dynamic_bench import markdown_section
+
+    lines += markdown_section(r.get("dynamic_length"))
     lines += ["", "## Targets (ratios measured in this run)", "", "| target | ratio | met |", "|---|---|---|"]
     for t in r["targets"]:
         extra = ""
