@@ -284,6 +284,15 @@ def run_benchmark(out: Path, *, quick: bool = False, batch_sizes=None, backends=
     report["rows"] = rows
 
     log("[4/4] accuracy through the pipeline")
+    # Again at the end: on a shared machine one window can be depressed by other load; the limit is the best seen.
+    again = _in_child({"kind": "roofline", "threads": threads, "seconds": 0.3 if quick else 2.0})
+    if "error" not in again:
+        report["roofline"] = merge_rooflines(report["roofline"], again["roofline"])
+        model_limits.update(limits(report["roofline"], flops))
+        for row in rows:
+            if "samples_per_s" in row:
+                row["fraction_of_limit"] = fraction_of_limit(row["samples_per_s"], row["precision"], model_limits)
+                row["fraction_of_fp32_limit"] = fraction_of_limit(row["samples_per_s"], "fp32", model_limits)
     report["accuracy"] = accuracy_section(names, model_dir=model_dir, data_dir=data_dir, work=work, bs=accuracy_bs,
                                           threads=threads, samples=accuracy_samples, log=log)
     log("[dynamic length] static-64 vs length-aware batching, end to end on the real checkpoint (docs/dynamic.md)")
@@ -298,6 +307,14 @@ def run_benchmark(out: Path, *, quick: bool = False, batch_sizes=None, backends=
     report["elapsed_s"] = time.time() - started
     write_outputs(report, out)
     return report
+
+
+def merge_rooflines(first: dict, second: dict) -> dict:
+    """Best rate per engine and precision of two measurements, both kept for the record."""
+    engines = {k: max(v, second["engines"].get(k, 0)) for k, v in first["engines"].items()}
+    gflops = {p: max((x for x in (first["gflops"].get(p), second["gflops"].get(p)) if x), default=None)
+              for p in first["gflops"]}
+    return dict(first, engines=engines, gflops=gflops, measurements=[first["gflops"], second["gflops"]])
 
 
 def accuracy_section(names, *, model_dir: Path, data_dir: Path, work: Path, bs: int, threads: int,
@@ -468,7 +485,7 @@ def render_markdown(r: dict) -> str:
               f"({shape['num_attention_heads']} heads, intermediate {shape['intermediate_size']}), seq {tp['seq_len']}, "
               f"{'random weights generated here' if tp['random_weights'] else tp['checkpoint']}; "
               f"{tp['gflop_per_sample']:.3f} GFLOP/sample. Samples/s = batch / median batch latency.",
-              f"- Machine limit (GEMM {roof['gemm_size']}^3, {roof['threads']} threads): fp32 {_fmt(roof['gflops']['fp32'])} "
+              f"- Machine limit (GEMM {roof['gemm_size']}^3, {roof['threads']} threads, best of the run's start and end): fp32 {_fmt(roof['gflops']['fp32'])} "
               f"GFLOP/s -> {_fmt(lim['fp32'])} samples/s; int8 {_fmt(roof['gflops']['int8'])} GOP/s -> "
               f"{_fmt(lim['int8'])} samples/s; bf16 {_fmt(roof['gflops']['bf16'])} GFLOP/s -> {_fmt(lim['bf16'])} samples/s.",
               ]

@@ -181,7 +181,8 @@ def quantize_openvino_int8(sim: Path, dst_xml: Path, calibration: Sequence[dict]
     os.replace(tmp_xml.with_suffix(".bin"), bin_path)
     os.replace(tmp_xml, dst_xml)
     fq = sum(1 for op in quantized.get_ops() if op.get_type_name() == "FakeQuantize")
-    return {"nncf": nncf.__version__, "fake_quantize_nodes": fq, "calibration_samples": len(calibration)}
+    return {"nncf": nncf.__version__, "fake_quantize_nodes": fq, "calibration_batches": len(calibration),
+            "calibration_samples": sum(len(b[INPUT_NAMES[0]]) for b in calibration)}
 
 
 def calibration_batches(feats: dict, batch_size: int) -> list[dict]:
