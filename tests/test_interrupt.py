@@ -186,3 +186,34 @@ def test_leftovers_of_dead_runs_are_swept_and_live_ones_kept(tmp_path):
         tmp.write_bytes(b"model")
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         ["bert_bin", "TinyBERT_bs1.onnx", live.name, other.name])
+
+
+def test_ctrl_c_turned_into_another_exception_still_ends_as_interrupted(monkeypatch, tiny_checkpoint, tmp_path):
+    """Some libraries replace the KeyboardInterrupt with their own error on its way out (numpy writing to a
+    pathlib path did, under the Ctrl-C test above): the CLI still reports 'interrupted', exit 130."""
+    import tinybert_infer.data
+
+    def preprocess_hit_by_ctrl_c(*args, **kwargs):
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)  # the handler raises here
+        except KeyboardInterrupt:
+            raise TypeError("expected str, bytes or os.PathLike object, not PosixPath") from None
+
+    monkeypatch.setattr(tinybert_infer.data, "preprocess", preprocess_hit_by_ctrl_c)
+    code, _, err = run_main("preprocess", "--tsv", write_tsv(tmp_path / "t.tsv"), "--vocab",
+                            tiny_checkpoint / "vocab.txt", "--output_dir", tmp_path / "bert_bin")
+    assert_error(code, err, 130, "interrupted")
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+
+
+def test_errors_without_ctrl_c_are_not_mistaken_for_it(monkeypatch, tiny_checkpoint, tmp_path):
+    import tinybert_infer.data
+
+    def broken(*args, **kwargs):
+        raise TypeError("a real bug")
+
+    monkeypatch.setattr(tinybert_infer.data, "preprocess", broken)
+    with pytest.raises(TypeError, match="a real bug"):
+        run_main("preprocess", "--tsv", write_tsv(tmp_path / "t.tsv"), "--vocab", tiny_checkpoint / "vocab.txt",
+                 "--output_dir", tmp_path / "bert_bin")

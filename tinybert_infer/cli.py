@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import sys
 from pathlib import Path
 from typing import Optional, Sequence
@@ -283,11 +285,35 @@ def _extra_commands():
     return found
 
 
+class _SigintWatch:
+    """Ctrl-C still raises KeyboardInterrupt, and is remembered: a library that turns it into another
+    exception on its way out (seen with numpy writing to a pathlib path) still ends as 'interrupted'."""
+
+    seen = False
+    _previous = None
+
+    def __enter__(self):
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # leave others' handlers alone
+            with contextlib.suppress(ValueError):  # not the main thread
+                self._previous = signal.signal(signal.SIGINT, self._interrupt)
+        return self
+
+    def _interrupt(self, signum, frame):
+        self.seen = True
+        raise KeyboardInterrupt
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    sigint = _SigintWatch()
     try:
-        return args.func(args) or 0
+        with sigint:
+            return args.func(args) or 0
     except PipelineError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -296,5 +322,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"error: {failure}", file=sys.stderr)
         return failure.exit_code
     except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return INTERRUPTED_EXIT
+    except Exception:
+        if not sigint.seen:
+            raise
         print("error: interrupted", file=sys.stderr)
         return INTERRUPTED_EXIT
