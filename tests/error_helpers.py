@@ -27,7 +27,7 @@ def assert_error(code: int, stderr: str, expected_code: int, *fragments) -> None
     lines = [ln for ln in stderr.splitlines() if ln.strip() and not ln.startswith("\r")]
     errors = [ln for ln in lines if ln.startswith("error: ")]
     assert code == expected_code, f"exit {code}, expected {expected_code}; stderr:\n{stderr}"
-    assert len(errors) == 1, f"expected one error line, got:\n{stderr}"
+    assert len(errors) == 1 and len(lines) == 1, f"expected one error line and nothing else, got:\n{stderr}"
     assert "Traceback" not in stderr, stderr
     for fragment in fragments:
         assert str(fragment) in errors[0], f"{fragment!r} not in {errors[0]!r}"

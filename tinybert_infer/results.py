@@ -114,7 +114,8 @@ def read_output(path: Path, width: Optional[int] = None) -> np.ndarray:
             except ValueError:
                 raise ResultError(f"{path}: unparsable number in {lines[0][:60]!r}") from None
         elif suffix == ".bin":
-            values = np.fromfile(path, dtype=np.float32).astype(np.float64)
+            with np.errstate(all="ignore"):  # NaN/inf get the one-line error below, not a RuntimeWarning
+                values = np.fromfile(path, dtype=np.float32).astype(np.float64)
         elif suffix == ".npy":
             arr = np.load(path, allow_pickle=False)
             if arr.dtype.kind not in "fiu":
@@ -122,7 +123,8 @@ def read_output(path: Path, width: Optional[int] = None) -> np.ndarray:
             if arr.size == 0:
                 values = np.empty(0)  # refused below as empty
             else:
-                values = arr.astype(np.float64).reshape(-1, arr.shape[-1] if arr.ndim else 1)[0]
+                with np.errstate(all="ignore"):
+                    values = arr.astype(np.float64).reshape(-1, arr.shape[-1] if arr.ndim else 1)[0]
         else:
             raise ResultError(f"{path}: unknown output format (expected .txt, .bin or .npy)")
     except UnicodeDecodeError:
