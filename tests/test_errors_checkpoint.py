@@ -198,14 +198,20 @@ def test_malicious_pickle_checkpoint_never_runs(write_payload, ckpt, tmp_path):
     assert not marker.exists()
 
 
-def test_malicious_npy_input_never_runs(tiny_checkpoint, tmp_path):
-    marker = tmp_path / "pwned"
+def _npy_inputs(tmp_path: Path, sample: np.ndarray) -> list:
+    """bert_bin/{input_ids,segment_ids,input_mask}/input0.npy, each holding `sample`."""
     dirs = []
     for name in ("input_ids", "segment_ids", "input_mask"):
         folder = tmp_path / "bert_bin" / name
         folder.mkdir(parents=True)
-        np.save(folder / "input0.npy", np.ones(64, dtype=np.int64))
+        np.save(folder / "input0.npy", sample)
         dirs.append(folder)
+    return dirs
+
+
+def test_malicious_npy_input_never_runs(tiny_checkpoint, tmp_path):
+    marker = tmp_path / "pwned"
+    dirs = _npy_inputs(tmp_path, np.ones(64, dtype=np.int64))
     np.save(dirs[0] / "input0.npy", np.array([WritesMarker(marker)], dtype=object), allow_pickle=True)
     np.load(dirs[0] / "input0.npy", allow_pickle=True)  # control: the payload is live
     assert marker.exists()
@@ -220,12 +226,7 @@ def test_malicious_npy_input_never_runs(tiny_checkpoint, tmp_path):
 
 
 def test_non_integer_npy_input_is_refused(tiny_checkpoint, tmp_path):
-    dirs = []
-    for name in ("input_ids", "segment_ids", "input_mask"):
-        folder = tmp_path / "bert_bin" / name
-        folder.mkdir(parents=True)
-        np.save(folder / "input0.npy", np.ones(64, dtype=np.float32))
-        dirs.append(folder)
+    dirs = _npy_inputs(tmp_path, np.ones(64, dtype=np.float32))
     code, _, err = run_main("infer", "--backend", "torch", "--model_dir", tiny_checkpoint, "--batchsize", "1",
                             "--input", ",".join(map(str, dirs)), "--output", tmp_path / "result")
     assert_error(code, err, DATA_EXIT, dirs[0] / "input0.npy", "float32 values, expected int64 token ids")

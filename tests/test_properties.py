@@ -111,17 +111,22 @@ def test_non_finite_logits_are_refused(tmp_path, values, data, fmt):
         read_output(path, len(values))
 
 
-@SETTINGS
-@given(body=st.binary(max_size=200), fmt=st.sampled_from(["txt", "bin", "npy"]), width=st.integers(1, 4))
-def test_result_reader_on_arbitrary_bytes_returns_or_raises_result_error(tmp_path, body, fmt, width):
-    path = tmp_path / f"input0_0.{fmt}"
-    path.write_bytes(body)
+def _assert_values_or_one_line_error(path, width: int) -> None:
+    """read_output gives `width` finite values, or a one-line ResultError naming the file."""
     try:
         values = read_output(path, width)
     except ResultError as exc:
         assert str(exc).startswith(f"{path}: ") and "\n" not in str(exc)
         return
     assert values.shape == (width,) and np.all(np.isfinite(values))
+
+
+@SETTINGS
+@given(body=st.binary(max_size=200), fmt=st.sampled_from(["txt", "bin", "npy"]), width=st.integers(1, 4))
+def test_result_reader_on_arbitrary_bytes_returns_or_raises_result_error(tmp_path, body, fmt, width):
+    path = tmp_path / f"input0_0.{fmt}"
+    path.write_bytes(body)
+    _assert_values_or_one_line_error(path, width)
 
 
 @SETTINGS
@@ -145,9 +150,4 @@ def test_txt_reader_accepts_only_numbers(tmp_path, text, width):
 def test_npy_reader_on_any_array_returns_or_raises_result_error(tmp_path, array, width):
     path = tmp_path / "input0_0.npy"
     np.save(path, array)
-    try:
-        values = read_output(path, width)
-    except ResultError as exc:
-        assert str(exc).startswith(f"{path}: ") and "\n" not in str(exc)
-        return
-    assert values.shape == (width,) and np.all(np.isfinite(values))
+    _assert_values_or_one_line_error(path, width)
