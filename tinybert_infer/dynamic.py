@@ -23,11 +23,8 @@ import numpy as np
 from .backends.base import Backend
 from .data import list_input_files, make_tokenizer, read_sample
 from .errors import DataError, UsageError
-from .fsutil import JsonSpool, discard_dir
-from .inference import RunReport, _resolve_batch, _timed, build_summary
-from .layout import INPUT_NAMES, SEQ_LEN, output_file_name, sample_file_name
-from .progress import progress
-from .results import OUTFMTS, create_result_dir, mark_complete, write_output
+from .inference import RunReport, Slot, _resolve_batch, build_summary, check_run_options, execute
+from .layout import INPUT_NAMES, SEQ_LEN, sample_file_name
 
 MASK_NAME = INPUT_NAMES[2]
 MODES = ("dynamic_length", "static")
@@ -215,48 +212,28 @@ def run_samples(backend: Backend, samples: Samples, output_root, *, batch_size: 
                 loop: int = 1, warmup_count: int = 1, show_progress: bool = True,
                 extra_summary: Optional[dict] = None) -> RunReport:
     """Run samples in length-sorted batches and write ais_bench's result folder, one file per original sample."""
-    outfmt = outfmt.upper()
-    if outfmt not in OUTFMTS:
-        raise UsageError(f"--outfmt {outfmt!r}: use one of {', '.join(OUTFMTS)}")
-    if loop < 1 or warmup_count < 0:
-        raise UsageError("--loop must be >= 1 and --warmup_count >= 0")
+    outfmt = check_run_options(outfmt, loop, warmup_count)
     _check_backend(backend, samples, mode)
     batch = _resolve_batch(backend, batch_size)
     fed_batch = backend.batch_size or 1  # rows a static-batch model must get; dynamic batch: as many as real
     batches = plan_batches(samples.lengths, batch, width=samples.width, pad_multiple=pad_multiple,
                            buckets=buckets, mode=mode)
-    # As in inference.run_files: the first batch runs before a result folder exists, so a model that
-    # rejects the inputs leaves nothing behind.
-    first = _feeds(samples, batches[0], backend.input_names, fed_batch)
-    for _ in range(warmup_count):
-        backend.run(first)
-    result_dir = create_result_dir(output_root, output_dirname)
-    times: list = []
-    with JsonSpool(keyed=True, directory=result_dir.parent) as filesinfo:
-        try:
-            with progress(total=samples.count, desc=f"infer {backend.name} bs{batch} {mode}", unit="sample",
-                          enabled=show_progress) as bar:
-                for n, planned in enumerate(batches):
-                    feeds = first if n == 0 else _feeds(samples, planned, backend.input_names, fed_batch)
-                    for _ in range(loop):
-                        logits = _timed(lambda: backend.run(feeds), times)
-                    for slot, index in enumerate(planned.indices):  # filler rows after the real ones: dropped
-                        out_name = output_file_name(samples.file_names[index], 0, outfmt)
-                        write_output(result_dir / out_name, logits[slot:slot + 1], outfmt)
-                        filesinfo.add({"infiles": samples.infiles(index), "outfiles": [str(result_dir / out_name)]},
-                                      key=index)
-                    bar.update(len(planned.indices))
-        except BaseException:
-            discard_dir(result_dir)  # a failed or interrupted run leaves no folder
-            raise
+
+    def feed_batches():
+        for planned in batches:  # filler rows come after the real ones: they get no slot
+            slots = [Slot(row, index, samples.file_names[index], samples.infiles(index))
+                     for row, index in enumerate(planned.indices)]
+            yield _feeds(samples, planned, backend.input_names, fed_batch), slots
+
+    def summarize(times):
         extra = dict(samples.summary_extra)
         extra.update(extra_summary or {})
         extra.update(length_summary(batches, samples, mode, batch, fed_batch, pad_multiple, buckets, times, loop))
-        summary = build_summary(backend, times, batch, extra=extra)
-        summary["filesinfo"] = filesinfo  # keeps ais_bench's first place in the file
-        mark_complete(result_dir, summary)
-    del summary["filesinfo"]
-    return RunReport(result_dir, summary)
+        return build_summary(backend, times, batch, extra=extra)
+
+    return execute(backend, feed_batches(), output_root, total=samples.count,
+                   desc=f"infer {backend.name} bs{batch} {mode}", summarize=summarize, outfmt=outfmt,
+                   output_dirname=output_dirname, loop=loop, warmup_count=warmup_count, show_progress=show_progress)
 
 
 def length_summary(batches, samples: Samples, mode: str, batch: int, fed_batch: int, pad_multiple, buckets,

@@ -14,7 +14,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, List, Optional, Sequence
+from typing import Callable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -68,15 +68,67 @@ def _timed(fn: Callable, times: list):
     return out
 
 
-def run_files(backend: Backend, input_dirs: Sequence, output_root, *, batch_size: Optional[int] = None,
-              outfmt: str = "TXT", output_dirname: Optional[str] = None, loop: int = 1, warmup_count: int = 1,
-              seq_len: int = SEQ_LEN, show_progress: bool = True, extra_summary: Optional[dict] = None) -> RunReport:
-    """Run every sample file through backend and write an ais_bench result folder under output_root."""
+@dataclass
+class Slot:
+    """A real sample's row in a batch's output (padding/filler rows have none)."""
+
+    row: int
+    index: int          # the sample's number: ais_bench's filesinfo key
+    input_name: str     # its input-0 file name, whose stem names the output file
+    infiles: List[str]
+
+
+def check_run_options(outfmt: str, loop: int, warmup_count: int) -> str:
     outfmt = outfmt.upper()
     if outfmt not in OUTFMTS:
         raise UsageError(f"--outfmt {outfmt!r}: use one of {', '.join(OUTFMTS)}")
     if loop < 1 or warmup_count < 0:
         raise UsageError("--loop must be >= 1 and --warmup_count >= 0")
+    return outfmt
+
+
+def execute(backend: Backend, batches: Iterator[Tuple[dict, List[Slot]]], output_root, *, total: int, desc: str,
+            summarize: Callable[[list], dict], outfmt: str = "TXT", output_dirname: Optional[str] = None,
+            loop: int = 1, warmup_count: int = 1, show_progress: bool = True) -> RunReport:
+    """What every feeding mode shares: run (feeds, slots) batches and write one ais_bench result folder.
+
+    The first batch is read and run before the result folder exists, so bad inputs leave nothing behind;
+    a failed or interrupted (Ctrl-C) run removes its folder; after kill -9 the .incomplete marker stays.
+    summarize(times_ms) gives the summary (less filesinfo) once every batch has run.
+    """
+    first = next(batches)
+    for _ in range(warmup_count):
+        backend.run(first[0])
+    result_dir = create_result_dir(output_root, output_dirname)
+    times: list = []
+    # filesinfo (ais_bench's per-sample record) is spooled to disk: it would otherwise be ~1 KB per sample.
+    with JsonSpool(keyed=True, directory=result_dir.parent) as filesinfo:
+        try:
+            with progress(total=total, desc=desc, unit="sample", enabled=show_progress) as bar:
+                for feeds, slots in itertools.chain([first], batches):
+                    for _ in range(loop):
+                        logits = _timed(lambda: backend.run(feeds), times)
+                    for slot in slots:
+                        out_name = output_file_name(slot.input_name, 0, outfmt)
+                        write_output(result_dir / out_name, logits[slot.row:slot.row + 1], outfmt)
+                        filesinfo.add({"infiles": slot.infiles, "outfiles": [str(result_dir / out_name)]},
+                                      key=slot.index)
+                    bar.update(len(slots))
+        except BaseException:
+            discard_dir(result_dir)
+            raise
+        summary = summarize(times)
+        summary["filesinfo"] = filesinfo  # keeps ais_bench's first place in the file
+        mark_complete(result_dir, summary)
+    del summary["filesinfo"]
+    return RunReport(result_dir, summary)
+
+
+def run_files(backend: Backend, input_dirs: Sequence, output_root, *, batch_size: Optional[int] = None,
+              outfmt: str = "TXT", output_dirname: Optional[str] = None, loop: int = 1, warmup_count: int = 1,
+              seq_len: int = SEQ_LEN, show_progress: bool = True, extra_summary: Optional[dict] = None) -> RunReport:
+    """Run every sample file through backend and write an ais_bench result folder under output_root."""
+    outfmt = check_run_options(outfmt, loop, warmup_count)
     input_dirs = [Path(d) for d in input_dirs]
     if len(input_dirs) != len(backend.input_names):
         raise UsageError(f"{len(input_dirs)} input folders given, the model has {len(backend.input_names)} inputs")
@@ -92,39 +144,16 @@ def run_files(backend: Backend, input_dirs: Sequence, output_root, *, batch_size
         return {name: _load_batch(d, names, chunk, seq_len)
                 for name, d, names in zip(backend.input_names, input_dirs, listings)}
 
-    # The first batch is read and run before a result folder exists, so bad inputs leave nothing behind.
-    first_chunk = next(chunks)
-    first = feeds_for(first_chunk)
-    for _ in range(warmup_count):
-        backend.run(first)
-    result_dir = create_result_dir(output_root, output_dirname)
-    times: list = []
-    # filesinfo (ais_bench's per-sample record) is spooled to disk: it would otherwise be ~1 KB per sample.
-    with JsonSpool(keyed=True, directory=result_dir.parent) as filesinfo:
-        try:
-            with progress(total=len(listings[0]), desc=f"infer {backend.name} bs{batch}", unit="sample",
-                          enabled=show_progress) as bar:
-                for chunk in itertools.chain([first_chunk], chunks):
-                    feeds = first if chunk is first_chunk else feeds_for(chunk)
-                    for _ in range(loop):
-                        logits = _timed(lambda: backend.run(feeds), times)
-                    for slot, index in enumerate(chunk):
-                        if index is None:
-                            continue  # padding placeholder: ais_bench writes nothing for it
-                        out_name = output_file_name(listings[0][index], 0, outfmt)
-                        write_output(result_dir / out_name, logits[slot:slot + 1], outfmt)
-                        filesinfo.add({"infiles": [str(d / names[index]) for d, names in zip(input_dirs, listings)],
-                                       "outfiles": [str(result_dir / out_name)]}, key=index)
-                    bar.update(sum(i is not None for i in chunk))
-        except BaseException:
-            # A failed or interrupted (Ctrl-C) run leaves no folder; after kill -9 its .incomplete marker stays.
-            discard_dir(result_dir)
-            raise
-        summary = build_summary(backend, times, batch, extra=extra_summary)
-        summary["filesinfo"] = filesinfo  # keeps ais_bench's first place in the file
-        mark_complete(result_dir, summary)
-    del summary["filesinfo"]
-    return RunReport(result_dir, summary)
+    def batches():
+        for chunk in chunks:
+            slots = [Slot(row, i, listings[0][i], [str(d / names[i]) for d, names in zip(input_dirs, listings)])
+                     for row, i in enumerate(chunk) if i is not None]  # None: a padding placeholder, not written
+            yield feeds_for(chunk), slots
+
+    return execute(backend, batches(), output_root, total=len(listings[0]), desc=f"infer {backend.name} bs{batch}",
+                   summarize=lambda times: build_summary(backend, times, batch, extra=extra_summary),
+                   outfmt=outfmt, output_dirname=output_dirname, loop=loop, warmup_count=warmup_count,
+                   show_progress=show_progress)
 
 
 def run_pure(backend: Backend, *, batch_size: Optional[int] = None, loop: int = 100, warmup_count: int = 1,

@@ -47,7 +47,7 @@ class OrtGpuBackend(OnnxRuntimeBackend):
             raise ToolError(
                 f"onnxruntime {ort.__version__} has no {provider} (it has {', '.join(available)}): on an NVIDIA GPU "
                 f"host replace it with onnxruntime-gpu built for that CUDA (pip uninstall -y onnxruntime && "
-                f"pip install onnxruntime-gpu; see README.md, "NVIDIA GPU")")
+                f"pip install onnxruntime-gpu; see README.md, section 'NVIDIA GPU')")
         super().__init__(model_path, threads=threads, providers=_provider_list(provider, fp16))
         active = self.session.get_providers()
         if not active or active[0] != provider:
