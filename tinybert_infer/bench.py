@@ -8,7 +8,6 @@ every accuracy run happens in its own fresh process, so peak RSS is that backend
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import shutil

@@ -10,28 +10,24 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from .errors import INTERRUPTED_EXIT, FileSystemError, PipelineError, UsageError
-from .layout import (DEFAULT_BIN_DIR, DEFAULT_OPSET, DEFAULT_RESULT_DIR, INPUT_NAMES, SEQ_LEN, default_data_dir,
+from .layout import (DEFAULT_BIN_DIR, DEFAULT_OPSET, INPUT_NAMES, SEQ_LEN, default_data_dir,
                      default_model_dir, sim_onnx_name)
 
 
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
+def _int_at_least(minimum: int, what: str):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < minimum:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+        return value
+    return parse
 
 
-def non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
-    return value
+positive_int = _int_at_least(1, "a positive integer")
+non_negative_int = _int_at_least(0, "an integer >= 0")
 
 
 def _model_dir_arg(p):

@@ -13,7 +13,6 @@ from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_f
 from .data import read_manifest
 from .errors import DataError, ResultError
 from .fsutil import staged_file, write_json_atomic
-from .layout import INPUT_NAMES
 from .results import metrics_path, predictions_path, read_logits, read_summary_value
 
 

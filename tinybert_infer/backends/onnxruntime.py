@@ -5,8 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional, Sequence
 
-import numpy as np
-
 from ..errors import ExportError
 from .base import Backend
 
