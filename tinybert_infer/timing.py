@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 from dataclasses import dataclass
 
@@ -60,7 +61,15 @@ def measure(run, batch: int, policy: TimingPolicy = TimingPolicy()) -> dict:
     }
 
 
+DYNAMIC_PROBE_WIDTHS = (12, 20, 28, 36, 48)  # batch lengths length-aware batching feeds on SST-2-like data
+
+
 def measure_backend(backend, batch: int, policy: TimingPolicy = TimingPolicy(), vocab_size: int = 100) -> dict:
     feeds = synthetic_feeds(batch, backend.seq_len or SEQ_LEN, vocab_size)
     feeds = {n: feeds[n] for n in backend.input_names}
-    return measure(lambda: backend.run(feeds), batch, policy)
+    if backend.seq_len is not None:
+        return measure(lambda: backend.run(feeds), batch, policy)
+    # A dynamic-shape model is fed batches cropped to their longest member, a different width almost every
+    # time; timing it on one fixed width would hide what a runtime pays per new shape.
+    shapes = itertools.cycle([{n: v[:, :w] for n, v in feeds.items()} for w in DYNAMIC_PROBE_WIDTHS])
+    return measure(lambda: backend.run(next(shapes)), batch, policy)
