@@ -185,7 +185,7 @@ def machine_info(threads: int) -> dict:
     import openvino
     import torch
 
-    from .select import cpu_model
+    from .roofline import cpu_model
 
     versions = {"python": platform.python_version(), "torch": torch.__version__, "onnxruntime": onnxruntime.__version__,
                 "openvino": openvino.__version__.split("-")[0], "onnx": onnx.__version__, "numpy": numpy.__version__}

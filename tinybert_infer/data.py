@@ -15,10 +15,10 @@ from typing import Iterable, Iterator, Optional, Sequence
 import numpy as np
 
 from .errors import DataError
-from .fsutil import JsonSpool, dump_json, staged_dir
+from .fsutil import JsonSpool, dump_json, file_sha256, staged_dir
 from .layout import INPUT_NAMES, MANIFEST_NAME, SEQ_LEN, natural_key, sample_file_name
 from .progress import progress
-from .tsv import TsvReader, file_sha256
+from .tsv import TsvReader
 
 MANIFEST_FORMAT = "tinybert-infer-inputs/1"
 CHUNK = 512  # sentences tokenised per call: bounded memory, fast-tokenizer batching

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import re
@@ -166,3 +167,11 @@ def dump_json(obj, out, indent: Optional[int] = 2) -> None:
 def write_json_atomic(path: Path, obj) -> None:
     with staged_file(path) as tmp, open(tmp, "w", encoding="utf-8") as out:
         dump_json(obj, out)
+
+
+def file_sha256(path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -8,17 +8,16 @@ versions, so the measurement runs once per machine and model.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import platform
 from pathlib import Path
 from typing import Callable, Optional
 
 from .backends.base import Backend
 from .errors import UsageError
-from .fsutil import write_json_atomic
+from .fsutil import file_sha256, write_json_atomic
 from .layout import SELECTION_CACHE_NAME
+from .roofline import cpu_model
 from .optimize import FP32_CANDIDATES, artefact_path, build_artefacts, make_variant_backend, nncf_available
 from .timing import SELECT, TimingPolicy, measure_backend
 
@@ -33,16 +32,6 @@ def default_threads() -> int:
     return psutil.cpu_count(logical=False) or os.cpu_count() or 1
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def candidates_for(precision: str) -> list[str]:
     if precision == "fp32":
         return list(FP32_CANDIDATES)
@@ -53,14 +42,6 @@ def candidates_for(precision: str) -> list[str]:
     raise UsageError(f"--precision {precision!r}: use one of {', '.join(PRECISIONS)}")
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _versions() -> str:
     import onnxruntime
     import openvino
@@ -69,7 +50,7 @@ def _versions() -> str:
 
 
 def cache_key(sim: Path, batch: int, threads: int, precision: str) -> str:
-    return "|".join([_sha256(sim)[:16], f"bs{batch}", f"threads{threads}", precision, cpu_model(), _versions()])
+    return "|".join([file_sha256(sim)[:16], f"bs{batch}", f"threads{threads}", precision, cpu_model(), _versions()])
 
 
 def _read_cache(path: Path) -> dict:

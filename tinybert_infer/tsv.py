@@ -117,11 +117,3 @@ class TsvReader:
                 )
         guid = fields[cols.index].strip() if cols.index is not None else None
         return Example(lineno, fields[cols.text], label, guid)
-
-
-def file_sha256(path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
