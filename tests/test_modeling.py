@@ -31,9 +31,11 @@ def transformers_logits(checkpoint, ids, seg, mask):
     dict(num_hidden_layers=2, hidden_size=32, num_attention_heads=4, intermediate_size=64),
     dict(num_hidden_layers=3, hidden_size=48, num_attention_heads=3, intermediate_size=100),
 ])
-def test_matches_transformers_bert_with_tinybert_head(tmp_path, shape):
+@pytest.mark.parametrize("cls_only_last_layer", [True, False], ids=["cls-only-last-layer", "full-last-layer"])
+def test_matches_transformers_bert_with_tinybert_head(tmp_path, shape, cls_only_last_layer):
     folder = write_random_checkpoint(tmp_path / "ck", num_labels=3, seed=7, **shape)
-    checkpoint, model = load_model(folder)
+    checkpoint, model = load_model(folder, cls_only_last_layer=cls_only_last_layer)
+    assert model.bert.encoder.cls_only_last_layer is cls_only_last_layer
     rng = np.random.default_rng(0)
     lengths = np.array([1, 5, 17, 64, 30, 2])
     mask = torch.from_numpy((np.arange(64)[None] < lengths[:, None]).astype(np.int64))
@@ -78,3 +80,30 @@ def test_flops_per_sample_matches_reference_notes():
 
     cfg = TinyBertConfig(num_labels=2, **TINYBERT_4L_312D)
     assert cfg.flops_per_sample(64) / 1e9 == pytest.approx(0.603, abs=0.001)
+
+
+def test_cls_only_last_layer_does_less_work_and_counts_it():
+    from tinybert_infer.modeling import TinyBertConfig
+    from tinybert_infer.synthetic import TINYBERT_4L_312D
+
+    cfg = TinyBertConfig(num_labels=2, **TINYBERT_4L_312D)
+    full, executed = cfg.flops_per_sample(64), cfg.executed_flops_per_sample(64)
+    assert cfg.executed_flops_per_sample(64, cls_only_last_layer=False) == full
+    # 3 full layers + the last one's key/value projections over 64 tokens + one row of everything else.
+    h, i = 312, 1200
+    last = 2 * (2 * 64 * h * h + 2 * h * h + 2 * h * i + 2 * 64 * h)
+    assert executed == pytest.approx(full * 3 / 4 + last)
+    assert 0.78 < executed / full < 0.80
+
+
+def test_cls_only_model_only_reads_the_cls_row_of_the_last_layer(tmp_path):
+    """Changing a non-[CLS] token changes the logits only through the keys/values (both models agree)."""
+    folder = write_random_checkpoint(tmp_path / "ck", seed=1, num_hidden_layers=1)
+    _, pruned = load_model(folder)
+    _, full = load_model(folder, cls_only_last_layer=False)
+    ids = torch.randint(1, 200, (3, 64))
+    seg, mask = torch.zeros_like(ids), torch.ones_like(ids)
+    with torch.inference_mode():
+        assert torch.allclose(pruned(ids, seg, mask), full(ids, seg, mask), atol=1e-5)
+        ids[:, 10] = 7
+        assert torch.allclose(pruned(ids, seg, mask), full(ids, seg, mask), atol=1e-5)

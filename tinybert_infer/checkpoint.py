@@ -171,9 +171,11 @@ def read_checkpoint(folder) -> Checkpoint:
     return Checkpoint(folder, config, weights_file, vocab_file, state)
 
 
-def build_model(checkpoint: Checkpoint) -> TinyBertForSequenceClassification:
-    """The eval-mode model with every encoder and classifier weight checked against the config."""
-    model = TinyBertForSequenceClassification(checkpoint.config)
+def build_model(checkpoint: Checkpoint, *, cls_only_last_layer: bool = True) -> TinyBertForSequenceClassification:
+    """The eval-mode model with every encoder and classifier weight checked against the config.
+
+    cls_only_last_layer: see modeling.Encoder (same logits, less work); False gives the textbook graph."""
+    model = TinyBertForSequenceClassification(checkpoint.config, cls_only_last_layer)
     expected = model.state_dict()
     state = checkpoint.state_dict
     missing = [k for k in expected if k not in state]
@@ -191,6 +193,6 @@ def build_model(checkpoint: Checkpoint) -> TinyBertForSequenceClassification:
     return model.eval()
 
 
-def load_model(folder) -> tuple[Checkpoint, TinyBertForSequenceClassification]:
+def load_model(folder, *, cls_only_last_layer: bool = True) -> tuple[Checkpoint, TinyBertForSequenceClassification]:
     checkpoint = read_checkpoint(folder)
-    return checkpoint, build_model(checkpoint)
+    return checkpoint, build_model(checkpoint, cls_only_last_layer=cls_only_last_layer)

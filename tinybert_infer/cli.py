@@ -52,6 +52,9 @@ def add_export(sub):
     p.add_argument("--opset", type=positive_int, default=DEFAULT_OPSET, help="ONNX opset (default 11: every atc takes it)")
     p.add_argument("--validate_count", type=positive_int, default=None,
                    help="dev sentences checked against PyTorch (default 64; 16 with --dynamic, at 12 shapes each)")
+    p.add_argument("--full_last_layer", action="store_true",
+                   help="compute every token in the last layer too (default: only the [CLS] row the classifier "
+                        "reads, same logits, about 1/layers fewer FLOPs)")
     p.set_defaults(func=cmd_export)
 
 
@@ -64,12 +67,14 @@ def cmd_export(args) -> int:
         from .export import export_dynamic_checkpoint
 
         report = export_dynamic_checkpoint(model_dir, args.output_dir, opset=args.opset, tsv_path=tsv,
+                                           cls_only_last_layer=not args.full_last_layer,
                                            **({"validate_count": args.validate_count} if args.validate_count else {}))
     elif args.batch_size is None:
         raise UsageError("give --batch_size (or --dynamic for dynamic batch and sequence axes)")
     else:
         report = export_checkpoint(model_dir, args.batch_size, args.output_dir, opset=args.opset,
-                                   tsv_path=tsv, validate_count=args.validate_count or 64)
+                                   tsv_path=tsv, validate_count=args.validate_count or 64,
+                                   cls_only_last_layer=not args.full_last_layer)
     print(f"checkpoint: {model_dir}")
     print(f"validated on {report.validation_source} with ONNX Runtime")
     print(f"{report.onnx_path}: max |logit diff| vs PyTorch = {report.max_abs_diff:.3e}")
@@ -130,6 +135,8 @@ def add_infer(sub):
                    help="with --backend auto: fp32 (default, PyTorch's labels), or the faster low-precision int8/bf16")
     _model_dir_arg(p)
     p.add_argument("--threads", type=positive_int, default=None, help="intra-op threads (default: runtime's choice)")
+    p.add_argument("--streams", type=positive_int, default=None,
+                   help="OpenVINO only: batches in flight, sharing the threads (default 1; 2 with --dynamic_length)")
     _add_length_args(p)
     p.set_defaults(func=cmd_infer)
 
@@ -147,7 +154,8 @@ def cmd_infer(args) -> int:
     if args.backend != "torch" and onnx_path is None:
         raise UsageError("give --model or --batchsize")
     backend = make_backend(args.backend, onnx_path=onnx_path, checkpoint_dir=args.model_dir or default_model_dir(),
-                           batch_size=args.batchsize, threads=args.threads, precision=args.precision)
+                           batch_size=args.batchsize, threads=args.threads, precision=args.precision,
+                           streams=args.streams or 1)
     if args.input is None:
         report = run_pure(backend, batch_size=args.batchsize, loop=args.loop, warmup_count=args.warmup_count,
                           pure_data_type=args.pure_data_type)
@@ -197,7 +205,8 @@ def cmd_infer_by_length(args) -> int:
     from .backends import make_backend
     from .checkpoint import VOCAB_FILE
     from .data import manifest_digest
-    from .dynamic import format_length_block, parse_buckets, read_sample_files, read_tsv_samples, run_samples
+    from .dynamic import (default_streams, format_length_block, parse_buckets, read_sample_files, read_tsv_samples,
+                          run_samples)
     from .layout import dynamic_sim_onnx_name
 
     if (args.tsv is None) == (args.input is None):
@@ -217,7 +226,8 @@ def cmd_infer_by_length(args) -> int:
         _check_vocab(model_dir / VOCAB_FILE)
     backend = make_backend(args.backend, onnx_path=onnx_path, checkpoint_dir=model_dir,
                            batch_size=None if args.dynamic_length else args.batchsize, threads=args.threads,
-                           precision=args.precision)
+                           precision=args.precision,
+                           streams=args.streams or default_streams(args.backend, args.threads, args.dynamic_length))
     if args.tsv is not None:
         samples = read_tsv_samples(args.tsv, model_dir / VOCAB_FILE, args.max_seq_length)
     else:

@@ -87,6 +87,20 @@ def check_run_options(outfmt: str, loop: int, warmup_count: int) -> str:
     return outfmt
 
 
+def _run_all(backend: Backend, batches, loop: int, times: list):
+    """(slots, logits) per batch; batch times (ms) appended to times. ais_bench's --loop reruns each batch, so
+    only loop 1 goes through the backend's pipelined path (several batches in flight where it has streams)."""
+    if loop > 1:
+        for feeds, slots in batches:
+            for _ in range(loop):
+                logits = _timed(lambda: backend.run(feeds), times)
+            yield slots, logits
+        return
+    for slots, logits, ms in backend.run_pipelined((feeds, slots) for feeds, slots in batches):
+        times.append(ms)
+        yield slots, logits
+
+
 def execute(backend: Backend, batches: Iterator[Tuple[dict, List[Slot]]], output_root, *, total: int, desc: str,
             summarize: Callable[[list], dict], outfmt: str = "TXT", output_dirname: Optional[str] = None,
             loop: int = 1, warmup_count: int = 1, show_progress: bool = True) -> RunReport:
@@ -105,9 +119,7 @@ def execute(backend: Backend, batches: Iterator[Tuple[dict, List[Slot]]], output
     with JsonSpool(keyed=True, directory=result_dir.parent) as filesinfo:
         try:
             with progress(total=total, desc=desc, unit="sample", enabled=show_progress) as bar:
-                for feeds, slots in itertools.chain([first], batches):
-                    for _ in range(loop):
-                        logits = _timed(lambda: backend.run(feeds), times)
+                for slots, logits in _run_all(backend, itertools.chain([first], batches), loop, times):
                     for slot in slots:
                         out_name = output_file_name(slot.input_name, 0, outfmt)
                         write_output(result_dir / out_name, logits[slot.row:slot.row + 1], outfmt)

@@ -33,9 +33,20 @@ class TinyBertConfig:
         return self.hidden_size // self.num_attention_heads
 
     def flops_per_sample(self, seq_len: int) -> float:
-        """Multiply-adds x2 of the encoder's matrix products (embeddings and pooler are negligible)."""
+        """Multiply-adds x2 of the encoder's matrix products (embeddings and pooler are negligible): the model's
+        FLOPs as its config defines them, every token through every layer."""
         h, i, s = self.hidden_size, self.intermediate_size, seq_len
         return 2.0 * self.num_hidden_layers * s * (4 * h * h + 2 * h * i + 2 * s * h)
+
+    def executed_flops_per_sample(self, seq_len: int, cls_only_last_layer: bool = True) -> float:
+        """What a graph with the last layer cut to the [CLS] row still computes: that layer keeps its key and
+        value projections over every token, and does everything else for one row."""
+        if not cls_only_last_layer:
+            return self.flops_per_sample(seq_len)
+        h, i, s = self.hidden_size, self.intermediate_size, seq_len
+        full = 2.0 * (self.num_hidden_layers - 1) * s * (4 * h * h + 2 * h * i + 2 * s * h)
+        last = 2.0 * (2 * s * h * h + (2 * h * h + 2 * h * i + 2 * s * h))
+        return full + last
 
 
 def _gelu(x: torch.Tensor) -> torch.Tensor:
@@ -77,8 +88,9 @@ class SelfAttention(nn.Module):
         x = x.view(x.size(0), x.size(1), self.num_heads, self.head_size)
         return x.permute(0, 2, 1, 3)
 
-    def forward(self, hidden, additive_mask):
-        q = self._split_heads(self.query(hidden))
+    def forward(self, hidden, additive_mask, queries=None):
+        # queries: the rows whose outputs are wanted (default all); keys and values always span every token.
+        q = self._split_heads(self.query(hidden if queries is None else queries))
         k = self._split_heads(self.key(hidden))
         v = self._split_heads(self.value(hidden))
         scores = torch.matmul(q, k.transpose(-1, -2)) / math.sqrt(self.head_size)
@@ -105,8 +117,9 @@ class Attention(nn.Module):
         self.self = SelfAttention(cfg)
         self.output = DenseLayerNorm(cfg.hidden_size, cfg)
 
-    def forward(self, hidden, additive_mask):
-        return self.output(self.self(hidden, additive_mask), hidden)
+    def forward(self, hidden, additive_mask, queries=None):
+        residual = hidden if queries is None else queries
+        return self.output(self.self(hidden, additive_mask, queries), residual)
 
 
 class Intermediate(nn.Module):
@@ -126,19 +139,26 @@ class Layer(nn.Module):
         self.intermediate = Intermediate(cfg)
         self.output = DenseLayerNorm(cfg.intermediate_size, cfg)
 
-    def forward(self, hidden, additive_mask):
-        attended = self.attention(hidden, additive_mask)
+    def forward(self, hidden, additive_mask, queries=None):
+        attended = self.attention(hidden, additive_mask, queries)
         return self.output(self.intermediate(attended), attended)
 
 
 class Encoder(nn.Module):
-    def __init__(self, cfg: TinyBertConfig):
+    """cls_only_last_layer: the classifier reads only the [CLS] row of the last layer, so that layer computes
+    its queries, attention output and feed-forward for that row alone (keys/values still over every token).
+    Same logits up to float rounding; about 1/layers fewer FLOPs. Off, the graph is the textbook one."""
+
+    def __init__(self, cfg: TinyBertConfig, cls_only_last_layer: bool = True):
         super().__init__()
         self.layer = nn.ModuleList(Layer(cfg) for _ in range(cfg.num_hidden_layers))
+        self.cls_only_last_layer = cls_only_last_layer
 
     def forward(self, hidden, additive_mask):
-        for layer in self.layer:
-            hidden = layer(hidden, additive_mask)
+        last = len(self.layer) - 1
+        for index, layer in enumerate(self.layer):
+            queries = hidden[:, :1] if (self.cls_only_last_layer and index == last) else None
+            hidden = layer(hidden, additive_mask, queries)
         return hidden
 
 
@@ -152,10 +172,10 @@ class Pooler(nn.Module):
 
 
 class BertModel(nn.Module):
-    def __init__(self, cfg: TinyBertConfig):
+    def __init__(self, cfg: TinyBertConfig, cls_only_last_layer: bool = True):
         super().__init__()
         self.embeddings = Embeddings(cfg)
-        self.encoder = Encoder(cfg)
+        self.encoder = Encoder(cfg, cls_only_last_layer)
         self.pooler = Pooler(cfg)
 
     def forward(self, input_ids, token_type_ids, attention_mask):
@@ -169,10 +189,10 @@ class BertModel(nn.Module):
 class TinyBertForSequenceClassification(nn.Module):
     """TinyBERT's head: logits = classifier(relu(pooled_output)) (not HF's dropout+linear head)."""
 
-    def __init__(self, cfg: TinyBertConfig):
+    def __init__(self, cfg: TinyBertConfig, cls_only_last_layer: bool = True):
         super().__init__()
         self.config = cfg
-        self.bert = BertModel(cfg)
+        self.bert = BertModel(cfg, cls_only_last_layer)
         self.classifier = nn.Linear(cfg.hidden_size, cfg.num_labels)
 
     def forward(self, input_ids, segment_ids, input_mask):

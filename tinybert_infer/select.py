@@ -74,6 +74,9 @@ class SelectedBackend(Backend):
     def run(self, feeds):
         return self.inner.run(feeds)
 
+    def run_pipelined(self, items):
+        return self.inner.run_pipelined(items)
+
     def describe(self) -> dict:
         info = self.inner.describe()
         # "backend" stays the runtime that ran (as for an explicit choice); how it was chosen is added beside it.

@@ -8,9 +8,12 @@ BACKENDS = ("auto", "onnxruntime", "openvino", "torch", "ort-cuda", "ort-trt")  
 
 
 def make_backend(name: str, *, onnx_path=None, checkpoint_dir=None, batch_size=None, threads=None,
-                 precision: str = "fp32") -> Backend:
+                 precision: str = "fp32", streams: int = 1) -> Backend:
+    """streams: OpenVINO execution streams (batches in flight); other runtimes take 1 only."""
     from ..errors import UsageError
 
+    if streams != 1 and name != "openvino":
+        raise UsageError(f"--streams {streams}: only --backend openvino runs several batches at once")
     if name == "auto":  # the fastest artefact of this precision, measured here (tinybert_infer/select.py)
         import sys
 
@@ -25,7 +28,7 @@ def make_backend(name: str, *, onnx_path=None, checkpoint_dir=None, batch_size=N
 
         if precision == "int8":
             raise UsageError("--precision int8 needs --backend auto (it builds the INT8 artefacts)")
-        return OpenVinoBackend(onnx_path, threads=threads, precision=precision)
+        return OpenVinoBackend(onnx_path, threads=threads, precision=precision, streams=streams)
     if name == "onnxruntime":
         from .onnxruntime import OnnxRuntimeBackend
 

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import platform
-from typing import Dict, Optional, Sequence
+import time
+from typing import Dict, Iterable, Iterator, Optional, Sequence, Tuple, TypeVar
 
 import numpy as np
 
 from ..layout import INPUT_NAMES
+
+T = TypeVar("T")
 
 
 class Backend:
@@ -23,6 +26,15 @@ class Backend:
 
     def run(self, feeds: Dict[str, np.ndarray]) -> np.ndarray:
         raise NotImplementedError
+
+    def run_pipelined(self, items: Iterable[Tuple[Dict[str, np.ndarray], T]]) -> Iterator[Tuple[T, np.ndarray, float]]:
+        """Runs (feeds, tag) batches in order, yielding (tag, logits, milliseconds) per batch.
+
+        One at a time here; a backend with several execution streams keeps them all busy (OpenVINO)."""
+        for feeds, tag in items:
+            start = time.perf_counter()
+            logits = self.run(feeds)
+            yield tag, logits, (time.perf_counter() - start) * 1000.0
 
     def describe(self) -> dict:
         """Backend, artefact and library versions, recorded in the run's summary."""
