@@ -314,3 +314,70 @@ def test_benchmark_section_rows_and_markdown(models, tiny_checkpoint, tmp_path):
     missing = dynamic_length_section(["ort"], model_dir=tmp_path / "none", tsv=models["tsv"], work=tmp_path,
                                      batch_sizes=[8])
     assert "skipped" in missing and "Skipped" in "\n".join(markdown_section(missing))
+
+
+# ---------------------------------------------------------------- OpenVINO streams: several batches in flight
+def test_openvino_streams_keep_order_and_numbers(models):
+    from tinybert_infer.backends.openvino import OpenVinoBackend
+
+    one = OpenVinoBackend(models["dynamic"].sim_path, threads=2)
+    two = OpenVinoBackend(models["dynamic"].sim_path, threads=2, streams=2)
+    rng = np.random.default_rng(0)
+    batches = []
+    for tag, (batch, width) in enumerate([(3, 5), (1, 17), (4, 9), (2, 64), (3, 1), (4, 33), (1, 2)]):
+        ids = rng.integers(1, 200, (batch, width))
+        batches.append(({"input_ids": ids, "segment_ids": np.zeros_like(ids), "input_mask": np.ones_like(ids)}, tag))
+    got = list(two.run_pipelined(iter(batches)))
+    assert [tag for tag, _, _ in got] == list(range(len(batches)))
+    for (feeds, _), (_, logits, ms) in zip(batches, got):
+        np.testing.assert_allclose(logits, one.run(feeds), atol=1e-5)
+        assert logits.shape[0] == feeds["input_ids"].shape[0] and ms > 0
+    assert two.describe()["streams"] == 2 and one.describe()["streams"] == 1
+
+
+def test_openvino_streams_give_the_same_result_folder_as_one_stream(models, tmp_path):
+    from tinybert_infer.backends import make_backend
+    from tinybert_infer.inference import run_files
+
+    dirs = [models["bin"] / n for n in INPUT_NAMES]
+    common = dict(batch_size=4, outfmt="BIN", show_progress=False)
+    folders = {}
+    for streams in (1, 2):
+        static = make_backend("openvino", onnx_path=models["static"].sim_path, threads=2, streams=streams)
+        dynamic = make_backend("openvino", onnx_path=models["dynamic"].sim_path, threads=2, streams=streams)
+        folders[f"static{streams}"] = run_files(static, dirs, tmp_path, output_dirname=f"s{streams}", **common)
+        folders[f"dyn{streams}"] = run_files_by_length(dynamic, dirs, tmp_path, output_dirname=f"d{streams}", **common)
+    scored = {k: _scored(v.result_dir, models["bin"]) for k, v in folders.items()}
+    for name, got in scored.items():
+        np.testing.assert_array_equal(got.predictions, scored["static1"].predictions, err_msg=name)
+        assert np.max(np.abs(got.logits - scored["static1"].logits)) <= 1e-4, name
+    assert folders["dyn2"].summary["backend"]["streams"] == 2
+    assert len(folders["dyn2"].summary["npu_compute_time_list"]) == folders["dyn2"].summary["batches"]
+
+
+def test_streams_defaults_and_errors():
+    from tinybert_infer.backends import make_backend
+    from tinybert_infer.backends.openvino import OpenVinoBackend
+    from tinybert_infer.dynamic import default_streams
+
+    assert default_streams("openvino", 2, True) == 2 and default_streams("openvino", 1, True) == 1
+    assert default_streams("openvino", 2, False) == 1 and default_streams("onnxruntime", 2, True) == 1
+    with pytest.raises(UsageError, match="--streams 2"):
+        make_backend("onnxruntime", onnx_path="x.onnx", streams=2)
+    with pytest.raises(UsageError, match="--streams 3"):
+        OpenVinoBackend("x.onnx", threads=2, streams=3)
+
+
+def test_cli_dynamic_length_on_openvino_runs_two_streams_by_default(tmp_path, models, tiny_checkpoint):
+    import shutil
+
+    shutil.copy(models["dynamic"].sim_path, tmp_path / "TinyBERT_sim_dyn.onnx")
+    env = {"TINYBERT_MODEL_DIR": str(tiny_checkpoint)}
+    proc = run_cli("infer", "--dynamic_length", "--batchsize", "4", "--tsv", str(models["tsv"]), "--backend",
+                   "openvino", "--threads", "2", "--output", "result", "--output_dirname", "ov", cwd=tmp_path,
+                   env=env, check=True)
+    summary = json.loads((tmp_path / "result" / "ov_summary.json").read_text())
+    assert summary["backend"]["streams"] == 2 and summary["mode"] == "dynamic_length", proc.stdout
+    bad = run_cli("infer", "--dynamic_length", "--batchsize", "4", "--tsv", str(models["tsv"]), "--backend",
+                  "onnxruntime", "--streams", "2", "--output", "result", cwd=tmp_path, env=env)
+    assert bad.returncode == 2 and "--streams 2" in bad.stderr and "Traceback" not in bad.stderr

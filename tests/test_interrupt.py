@@ -136,12 +136,20 @@ def _make_big_inputs(work: Path) -> None:
     (bin_dir / MANIFEST_NAME).write_text(json.dumps(manifest))
 
 
+@pytest.mark.parametrize("backend", ["torch", "openvino-2-streams"])
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["kill-9", "ctrl-c"])
-def test_interrupted_inference_is_refused_by_postprocessing(work, tiny_checkpoint, sig):
+def test_interrupted_inference_is_refused_by_postprocessing(work, tiny_checkpoint, sig, backend):
     _make_big_inputs(work)
     result = work / "result"
-    proc = _start("infer", "--backend", "torch", "--model_dir", tiny_checkpoint, "--batchsize", "1", "--threads", "1",
-                  "--outfmt", "TXT", "--input", _inputs_arg(work), "--output", result, cwd=work)
+    if backend == "torch":
+        how = ["--backend", "torch", "--model_dir", tiny_checkpoint, "--threads", "1"]
+    else:  # batches in flight on OpenVINO's own threads when the signal comes
+        from tinybert_infer.export import export_checkpoint
+
+        export_checkpoint(tiny_checkpoint, 1, work, validate_count=2)
+        how = ["--backend", "openvino", "--model", work / "TinyBERT_sim_bs1.onnx", "--threads", "2", "--streams", "2"]
+    proc = _start("infer", *how, "--batchsize", "1", "--outfmt", "TXT", "--input", _inputs_arg(work),
+                  "--output", result, cwd=work)
 
     def started() -> bool:
         folders = [p for p in result.iterdir() if not p.name.startswith(".")] if result.is_dir() else []
@@ -195,8 +203,10 @@ def test_ctrl_c_turned_into_another_exception_still_ends_as_interrupted(monkeypa
 
     def preprocess_hit_by_ctrl_c(*args, **kwargs):
         try:
-            os.kill(os.getpid(), signal.SIGINT)
-            time.sleep(5)  # the handler raises here
+            # What the interpreter does on Ctrl-C: call the installed SIGINT handler. (A real self-signal,
+            # os.kill(os.getpid(), SIGINT), crashed pytest once OpenVINO had run in this process; a CLI run
+            # interrupted from outside exits 130 cleanly with OpenVINO too: the ctrl-c tests above.)
+            signal.getsignal(signal.SIGINT)(signal.SIGINT, None)
         except KeyboardInterrupt:
             raise TypeError("expected str, bytes or os.PathLike object, not PosixPath") from None
 

@@ -85,3 +85,13 @@ def test_postprocess_script_prints_modelzoo_line(tmp_path, bin_dir):
     expected = sum(LABELS) / N
     assert proc.stdout.splitlines()[0] == f"acc:{expected:.4f}"
     assert f"samples: {N}  correct: {sum(LABELS)}" in proc.stdout
+
+
+@pytest.mark.parametrize("fmt", ["TXT", "BIN", "NPY"])
+def test_an_output_file_is_never_overwritten(tmp_path, fmt):
+    path = tmp_path / f"input0_0.{fmt.lower()}"
+    write_output(path, np.array([[1.0, -1.0]], np.float32), fmt)
+    before = path.read_bytes()
+    with pytest.raises(FileExistsError):
+        write_output(path, np.array([[2.0, -2.0]], np.float32), fmt)
+    assert path.read_bytes() == before

@@ -94,6 +94,7 @@ finite32 = st.floats(min_value=-1e6, max_value=1e6, allow_nan=False, allow_infin
 def test_result_files_read_back_what_was_written(tmp_path, values, fmt):
     logits = np.array([values], dtype=np.float32)
     path = tmp_path / f"input0_0.{fmt.lower()}"
+    path.unlink(missing_ok=True)  # tmp_path is shared by hypothesis' examples; write_output never overwrites
     write_output(path, logits, fmt)
     got = read_output(path, len(values))
     tolerance = 5.1e-7 if fmt == "TXT" else 0.0  # TXT is ais_bench's %f: six decimals
@@ -106,6 +107,7 @@ def test_non_finite_logits_are_refused(tmp_path, values, data, fmt):
     where = data.draw(st.integers(0, len(values) - 1), label="position")
     values[where] = data.draw(st.sampled_from([np.nan, np.inf, -np.inf]), label="bad value")
     path = tmp_path / f"input0_0.{fmt.lower()}"
+    path.unlink(missing_ok=True)
     write_output(path, np.array([values], dtype=np.float32), fmt)
     with pytest.raises(ResultError, match="non-finite value"):
         read_output(path, len(values))

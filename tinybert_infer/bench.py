@@ -237,15 +237,19 @@ def run_benchmark(out: Path, *, quick: bool = False, batch_sizes=None, backends=
     log("[2/4] throughput model and artefacts")
     tp_ckpt = Path(throughput_model) if throughput_model else throughput_checkpoint(work)
     tp_config = _read_config(tp_ckpt)
-    from .roofline import fraction_of_limit, limits
+    from .roofline import limits
 
     flops = tp_config.flops_per_sample(SEQ_LEN)
+    executed_flops = tp_config.executed_flops_per_sample(SEQ_LEN)
     model_limits = limits(report["roofline"], flops)
     report["throughput_model"] = {
         "checkpoint": str(tp_ckpt), "random_weights": throughput_model is None,
         "shape": {k: getattr(tp_config, k) for k in ("num_hidden_layers", "hidden_size", "num_attention_heads",
                                                       "intermediate_size", "vocab_size")},
         "seq_len": SEQ_LEN, "gflop_per_sample": flops / 1e9,
+        # The exports (and the PyTorch module) compute the last layer for the [CLS] row only: less work than the
+        # config's FLOPs, which the limit keeps as its yardstick; this is the work actually done.
+        "executed_gflop_per_sample": executed_flops / 1e9,
         "limit_samples_per_s": model_limits}
     tp_dir = work / "throughput"
     artefacts = {}
@@ -272,8 +276,7 @@ def run_benchmark(out: Path, *, quick: bool = False, batch_sizes=None, backends=
                 cell = _in_child(task) if art is not None else {"error": "artefact not built"}
                 row = {"backend": name, "precision": VARIANTS[name].precision, "batch_size": bs, **cell}
                 if "samples_per_s" in cell:
-                    row["fraction_of_limit"] = fraction_of_limit(cell["samples_per_s"], row["precision"], model_limits)
-                    row["fraction_of_fp32_limit"] = fraction_of_limit(cell["samples_per_s"], "fp32", model_limits)
+                    _add_fractions(row, model_limits, executed_flops / flops)
                     log(f"  {name:18s} bs{bs:<3d} {cell['samples_per_s']:8.1f} samples/s  "
                         f"p50 {cell['latency_ms']['p50']:.2f} ms  rss {cell['rss_mb']:.0f} MB")
                 else:
@@ -290,8 +293,7 @@ def run_benchmark(out: Path, *, quick: bool = False, batch_sizes=None, backends=
         model_limits.update(limits(report["roofline"], flops))
         for row in rows:
             if "samples_per_s" in row:
-                row["fraction_of_limit"] = fraction_of_limit(row["samples_per_s"], row["precision"], model_limits)
-                row["fraction_of_fp32_limit"] = fraction_of_limit(row["samples_per_s"], "fp32", model_limits)
+                _add_fractions(row, model_limits, executed_flops / flops)
     report["accuracy"] = accuracy_section(names, model_dir=model_dir, data_dir=data_dir, work=work, bs=accuracy_bs,
                                           threads=threads, samples=accuracy_samples, log=log)
     log("[dynamic length] static-64 vs length-aware batching, end to end on the real checkpoint (docs/dynamic.md)")
@@ -306,6 +308,17 @@ def run_benchmark(out: Path, *, quick: bool = False, batch_sizes=None, backends=
     report["elapsed_s"] = time.time() - started
     write_outputs(report, out)
     return report
+
+
+def _add_fractions(row: dict, model_limits: dict, executed_share: float) -> None:
+    """Fractions of the limit (config FLOPs, the yardstick) and, on the work the graph really executes, the
+    GEMM efficiency: how close the kernels themselves run to the measured matrix-multiply rate."""
+    from .roofline import fraction_of_limit
+
+    row["fraction_of_limit"] = fraction_of_limit(row["samples_per_s"], row["precision"], model_limits)
+    row["fraction_of_fp32_limit"] = fraction_of_limit(row["samples_per_s"], "fp32", model_limits)
+    row["executed_work_efficiency"] = (row["fraction_of_limit"] * executed_share
+                                       if row["fraction_of_limit"] is not None else None)
 
 
 def merge_rooflines(first: dict, second: dict) -> dict:
@@ -416,8 +429,11 @@ def summarise(report: dict, model_limits: dict) -> dict:
                     "ratio": worst, "met": worst is not None and worst >= 1.0 - 1e-9,
                     "vs_issue_figures": issue_ratios})
     frac = best_default / fp32_limit if best_default and fp32_limit else None
+    tp = report.get("throughput_model") or {}
+    share = tp.get("executed_gflop_per_sample", 1.0) / tp.get("gflop_per_sample", 1.0)
     targets.append({"target": f"default fp32 reaches >= {TARGET_FP32_FRACTION:.0%} of the measured fp32 limit "
-                              "at its best BS", "ratio": frac, "met": frac is not None and frac >= TARGET_FP32_FRACTION})
+                              "at its best BS", "ratio": frac, "met": frac is not None and frac >= TARGET_FP32_FRACTION,
+                    "executed_work_efficiency": frac * share if frac is not None else None})
     # 2. best low precision >= 2.5x default fp32 at BS >= 8, accuracy within 0.5 points
     speedups = {bs: best_lowp[bs][1] / default[bs][1] for bs in bss
                 if bs >= 8 and best_lowp[bs] and default[bs]}
@@ -483,7 +499,10 @@ def render_markdown(r: dict) -> str:
               f"- Throughput model: TinyBERT-{shape['num_hidden_layers']}L-{shape['hidden_size']}D "
               f"({shape['num_attention_heads']} heads, intermediate {shape['intermediate_size']}), seq {tp['seq_len']}, "
               f"{'random weights generated here' if tp['random_weights'] else tp['checkpoint']}; "
-              f"{tp['gflop_per_sample']:.3f} GFLOP/sample. Samples/s = batch / median batch latency.",
+              f"{tp['gflop_per_sample']:.3f} GFLOP/sample as its config defines it (every token through every "
+              f"layer: the limit's yardstick); the exported graphs and the PyTorch module compute "
+              f"{tp.get('executed_gflop_per_sample', tp['gflop_per_sample']):.3f} (the last layer for the [CLS] row "
+              "only, the one the classifier reads; same logits). Samples/s = batch / median batch latency.",
               f"- Machine limit (GEMM {roof['gemm_size']}^3, {roof['threads']} threads, best of the run's start and end): fp32 {_fmt(roof['gflops']['fp32'])} "
               f"GFLOP/s -> {_fmt(lim['fp32'])} samples/s; int8 {_fmt(roof['gflops']['int8'])} GOP/s -> "
               f"{_fmt(lim['int8'])} samples/s; bf16 {_fmt(roof['gflops']['bf16'])} GFLOP/s -> {_fmt(lim['bf16'])} samples/s.",
@@ -525,17 +544,18 @@ def render_markdown(r: dict) -> str:
               f"{pub['model']}; published accuracy: official pth {pub['accuracy']['official pth']}.", ""]
     lines += ["## Every cell", "",
               "| backend | precision | BS | samples/s | latency mean / p50 / p99 (ms per batch) | iterations | "
-              "fraction of limit | fraction of fp32 limit | peak RSS (MB) |", "|---|---|---|---|---|---|---|---|---|"]
+              "fraction of limit | fraction of fp32 limit | GEMM efficiency on executed FLOPs | peak RSS (MB) |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
         if "samples_per_s" not in row:
             lines.append(f"| {row['backend']} | {row['precision']} | {row['batch_size']} | failed: {row.get('error')} "
-                         "| | | | | |")
+                         "| | | | | | |")
             continue
         lat = row["latency_ms"]
         lines.append(f"| {row['backend']} | {row['precision']} | {row['batch_size']} | {row['samples_per_s']:.1f} | "
                      f"{lat['mean']:.2f} / {lat['p50']:.2f} / {lat['p99']:.2f} | {row['iterations']} | "
                      f"{_fmt(row.get('fraction_of_limit'), 2)} | {_fmt(row.get('fraction_of_fp32_limit'), 2)} | "
-                     f"{row['rss_mb']:.0f} |")
+                     f"{_fmt(row.get('executed_work_efficiency'), 2)} | {row['rss_mb']:.0f} |")
     lines += ["", "## Accuracy per artefact", "", "| backend | accuracy (%) | labels differing from PyTorch | peak RSS (MB) |",
               "|---|---|---|---|"]
     for n in names:
@@ -557,6 +577,9 @@ def render_markdown(r: dict) -> str:
         if "vs_issue_figures" in t:
             extra = "; vs the issue's idle-machine peer figures: " + "; ".join(
                 f"{p} " + ", ".join(f"bs{k} {v}x" for k, v in d.items()) for p, d in t["vs_issue_figures"].items())
+        if t.get("executed_work_efficiency") is not None:
+            extra += (f" (on the FLOPs the graph executes, the GEMM efficiency is "
+                      f"{t['executed_work_efficiency']:.2f})")
         lines.append(f"| {t['target']} | {_fmt(t['ratio'], 2)}{extra} | {'yes' if t['met'] else 'no'} |")
     lines += ["", f"Elapsed: {r['elapsed_s']:.0f} s. Every figure: benchmark.json; plot: benchmark.png.", ""]
     return "\n".join(lines)

@@ -132,13 +132,16 @@ def run_dynamic_bench(*, model_dir: Path, tsv: Path, work: Path, batch_sizes: Se
         raise UsageError("name the backends (onnxruntime, openvino, torch): both paths must run on the same one")
     needs_onnx = any(b != "torch" for b in backend_names)
     bin_dir, static_models, dynamic_model = prepare(work, model_dir, tsv, batch_sizes, needs_onnx, log)
+    (work / "result").mkdir(parents=True, exist_ok=True)
+    # A new folder per run: a rerun in the same --work never meets (or overwrites) an earlier run's results.
+    out_root = Path(tempfile.mkdtemp(prefix=time.strftime("run_%Y%m%d_%H%M%S_"), dir=work / "result"))
     rows = []
     for backend_name in backend_names:
         for batch in batch_sizes:
             log(f"bs {batch}: static-64 vs dynamic length ({backend_name})")
             rows.append(compare_batch(backend_name, batch, bin_dir=bin_dir, static_model=static_models.get(batch),
                                       dynamic_model=dynamic_model, checkpoint_dir=model_dir,
-                                      out_root=work / "result", threads=threads, repeats=repeats,
+                                      out_root=out_root, threads=threads, repeats=repeats,
                                       pad_multiple=pad_multiple, buckets=buckets, log=log))
     return rows
 

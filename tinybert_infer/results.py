@@ -8,6 +8,7 @@ TXT is ais_bench's format: one row per sample, each value printed with %f and fo
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -19,7 +20,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from .errors import ResultError
-from .fsutil import staged_file, write_json_atomic
+from .fsutil import write_json_atomic
 
 OUTFMTS = ("TXT", "BIN", "NPY")
 INCOMPLETE_MARKER = ".incomplete"  # present while a run of ours is writing; removed after the summary
@@ -85,18 +86,22 @@ def format_txt(array: np.ndarray) -> bytes:
 
 
 def write_output(path: Path, array: np.ndarray, outfmt: str) -> None:
-    """One output slice in ais_bench's format, written atomically."""
+    """One output slice in ais_bench's format, written straight into place: its folder carries the
+    .incomplete marker until every file is written (mark_complete), which is what readers check, so a
+    per-file temporary + rename would only cost time. "x": an existing file is never overwritten."""
     outfmt = outfmt.upper()
-    with staged_file(path, sweep=False) as tmp:  # a fresh result folder: nothing to sweep, and it is per sample
-        if outfmt == "TXT":
-            tmp.write_bytes(format_txt(array))
-        elif outfmt == "BIN":
-            np.ascontiguousarray(array).tofile(tmp)
-        elif outfmt == "NPY":
-            with open(tmp, "wb") as handle:
-                np.save(handle, array)
-        else:
-            raise ResultError(f"--outfmt {outfmt!r}: use one of {', '.join(OUTFMTS)}")
+    if outfmt == "TXT":
+        data = format_txt(array)
+    elif outfmt == "BIN":
+        data = np.ascontiguousarray(array).tobytes()
+    elif outfmt == "NPY":
+        buffer = io.BytesIO()
+        np.save(buffer, array)
+        data = buffer.getvalue()
+    else:
+        raise ResultError(f"--outfmt {outfmt!r}: use one of {', '.join(OUTFMTS)}")
+    with open(path, "xb") as handle:
+        handle.write(data)
 
 
 def read_output(path: Path, width: Optional[int] = None) -> np.ndarray:
