@@ -175,3 +175,26 @@ def test_default_fp32_path_gives_pytorchs_labels_on_all_dev_samples(tmp_path):
         report = run_files(backend, [tmp_path / "bert_bin" / n for n in INPUT_NAMES], tmp_path / "result",
                            output_dirname=name, outfmt="BIN", show_progress=False)
         assert evaluate(report.result_dir, tmp_path / "bert_bin", write=False).predictions.tolist() == oracle["preds"], name
+
+
+def test_timing_is_at_width_64_unless_varied_widths_are_asked_for():
+    """PyTorch eager takes any width (seq_len None), yet its table row must be timed at 64 like the others."""
+    from tinybert_infer.backends.base import Backend
+    from tinybert_infer.timing import DYNAMIC_PROBE_WIDTHS, measure_backend
+
+    class Recorder(Backend):
+        name = "recorder"
+
+        def __init__(self):
+            self.widths = set()
+
+        def run(self, feeds):
+            self.widths.add(feeds["input_ids"].shape[1])
+            return np.zeros((len(feeds["input_ids"]), 2), np.float32)
+
+    static, varied = Recorder(), Recorder()
+    measure_backend(static, 4, FAST)
+    measure_backend(varied, 4, TimingPolicy(warmup_s=0.0, warmup_runs=1, min_s=0.0, min_runs=10, max_s=1.0),
+                    varied_widths=True)
+    assert static.widths == {64}
+    assert varied.widths == set(DYNAMIC_PROBE_WIDTHS)

@@ -101,6 +101,13 @@ def _calibration_loader(checkpoint_dir, tsv, batch: int):
     return load
 
 
+def has_dynamic_sequence(onnx_path: Path) -> bool:
+    import onnx
+
+    dims = onnx.load(str(onnx_path), load_external_data=False).graph.input[0].type.tensor_type.shape.dim
+    return len(dims) > 1 and not dims[1].HasField("dim_value")
+
+
 def choose_backend(sim_path, *, batch_size: Optional[int] = None, threads: Optional[int] = None,
                    precision: str = "fp32", checkpoint_dir=None, calibration_tsv=None,
                    policy: TimingPolicy = SELECT, log: Callable[[str], None] = print) -> SelectedBackend:
@@ -123,9 +130,13 @@ def choose_backend(sim_path, *, batch_size: Optional[int] = None, threads: Optio
             backend = make_variant_backend(name, path, threads=threads, batch_size=batch_size)
             return SelectedBackend(backend, name, precision, dict(entry, cached=True, cache_file=str(cache_file)))
 
+    # A dynamic-shape model is timed on the varied widths length-aware batching feeds it; a static one at 64.
+    varied = has_dynamic_sequence(sim)
+
     def time_fn(_name, path):
         candidate = make_variant_backend(_name, path, threads=threads, batch_size=batch_size)
-        return measure_backend(candidate, candidate.batch_size or probe_batch, policy)["samples_per_s"]
+        return measure_backend(candidate, candidate.batch_size or probe_batch, policy,
+                               varied_widths=varied)["samples_per_s"]
 
     artefacts = build_artefacts(sim, names, batch_size=probe_batch, threads=threads, time_fn=time_fn,
                                 calibration=_calibration_loader(checkpoint_dir, calibration_tsv, probe_batch),
@@ -133,7 +144,7 @@ def choose_backend(sim_path, *, batch_size: Optional[int] = None, threads: Optio
     measured, best, best_backend = {}, None, None
     for name, artefact in artefacts.items():
         backend = make_variant_backend(name, artefact.path, threads=threads, batch_size=batch_size)
-        rate = measure_backend(backend, backend.batch_size or probe_batch, policy)["samples_per_s"]
+        rate = measure_backend(backend, backend.batch_size or probe_batch, policy, varied_widths=varied)["samples_per_s"]
         measured[name] = round(rate, 1)
         log(f"[auto] {name}: {rate:.1f} samples/s (bs {backend.batch_size or probe_batch}, {threads} threads)")
         if best is None or rate > measured[best]:

@@ -64,12 +64,17 @@ def measure(run, batch: int, policy: TimingPolicy = TimingPolicy()) -> dict:
 DYNAMIC_PROBE_WIDTHS = (12, 20, 28, 36, 48)  # batch lengths length-aware batching feeds on SST-2-like data
 
 
-def measure_backend(backend, batch: int, policy: TimingPolicy = TimingPolicy(), vocab_size: int = 100) -> dict:
+def measure_backend(backend, batch: int, policy: TimingPolicy = TimingPolicy(), vocab_size: int = 100, *,
+                    varied_widths: bool = False) -> dict:
+    """Timing at the static shape [batch, 64] (the published table's), or with varied_widths on the batch
+    lengths length-aware batching feeds a dynamic-shape model: a different width almost every time, so a
+    runtime's cost per new shape shows. Which one is the caller's choice, never inferred from the backend:
+    PyTorch eager takes any width, yet the table's row for it must be at 64 like every other."""
     feeds = synthetic_feeds(batch, backend.seq_len or SEQ_LEN, vocab_size)
     feeds = {n: feeds[n] for n in backend.input_names}
-    if backend.seq_len is not None:
+    if not varied_widths:
         return measure(lambda: backend.run(feeds), batch, policy)
-    # A dynamic-shape model is fed batches cropped to their longest member, a different width almost every
-    # time; timing it on one fixed width would hide what a runtime pays per new shape.
+    if backend.seq_len is not None:
+        raise ValueError(f"{backend.name}: static sequence length {backend.seq_len}, cannot vary the width")
     shapes = itertools.cycle([{n: v[:, :w] for n, v in feeds.items()} for w in DYNAMIC_PROBE_WIDTHS])
     return measure(lambda: backend.run(next(shapes)), batch, policy)
