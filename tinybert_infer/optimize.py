@@ -262,8 +262,10 @@ def build_artefacts(sim: Path, names: Sequence[str], *, batch_size: int, threads
 
 
 def make_variant_backend(name: str, path: Optional[Path], *, threads: int, checkpoint_dir=None,
-                         batch_size: Optional[int] = None):
-    """The Backend that runs one variant's artefact with a fixed thread count and explicit precision."""
+                         batch_size: Optional[int] = None, streams: int = 1):
+    """The Backend that runs one variant's artefact with a fixed thread count and explicit precision.
+
+    streams: OpenVINO execution streams (ignored by the other runtimes)."""
     v = variant(name)
     if v.runtime == "torch":
         from .backends.torch_eager import TorchBackend
@@ -277,6 +279,7 @@ def make_variant_backend(name: str, path: Optional[Path], *, threads: int, check
         from .backends.openvino import OpenVinoBackend
 
         # An NNCF IR carries its int8 in FakeQuantize nodes; the rest of it runs in exact f32.
-        backend = OpenVinoBackend(path, threads=threads, precision="bf16" if v.precision == "bf16" else "fp32")
+        backend = OpenVinoBackend(path, threads=threads, precision="bf16" if v.precision == "bf16" else "fp32",
+                                  streams=streams)
     backend.variant = name
     return backend

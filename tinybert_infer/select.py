@@ -104,7 +104,10 @@ def _calibration_loader(checkpoint_dir, tsv, batch: int):
 def has_dynamic_sequence(onnx_path: Path) -> bool:
     import onnx
 
-    dims = onnx.load(str(onnx_path), load_external_data=False).graph.input[0].type.tensor_type.shape.dim
+    try:
+        dims = onnx.load(str(onnx_path), load_external_data=False).graph.input[0].type.tensor_type.shape.dim
+    except Exception:  # unreadable: loading it into a runtime reports that, as one line, right after
+        return False
     return len(dims) > 1 and not dims[1].HasField("dim_value")
 
 
@@ -118,6 +121,16 @@ def choose_backend(sim_path, *, batch_size: Optional[int] = None, threads: Optio
         from .errors import ExportError
 
         raise ExportError(f"{sim}: ONNX model not found (run bash test/pth2onnx.sh BS first)")
+    # A dynamic-shape model is timed on the varied widths length-aware batching feeds it, each runtime with the
+    # streams it would run them with (dynamic.default_streams); a static one at 64.
+    varied = has_dynamic_sequence(sim)
+
+    def streams_for(name: str) -> int:
+        from .dynamic import default_streams
+        from .optimize import variant
+
+        return default_streams(variant(name).runtime, threads, varied)
+
     cache_file = sim.parent / SELECTION_CACHE_NAME
     cache = _read_cache(cache_file)
     probe_batch = batch_size or DEFAULT_BATCH_FOR_DYNAMIC
@@ -127,14 +140,14 @@ def choose_backend(sim_path, *, batch_size: Optional[int] = None, threads: Optio
         name = entry["variant"]
         path = artefact_path(sim, name)
         if path is None or path.is_file():
-            backend = make_variant_backend(name, path, threads=threads, batch_size=batch_size)
+            backend = make_variant_backend(name, path, threads=threads, batch_size=batch_size,
+                                           streams=streams_for(name))
             return SelectedBackend(backend, name, precision, dict(entry, cached=True, cache_file=str(cache_file)))
 
-    # A dynamic-shape model is timed on the varied widths length-aware batching feeds it; a static one at 64.
-    varied = has_dynamic_sequence(sim)
 
     def time_fn(_name, path):
-        candidate = make_variant_backend(_name, path, threads=threads, batch_size=batch_size)
+        candidate = make_variant_backend(_name, path, threads=threads, batch_size=batch_size,
+                                         streams=streams_for(_name))
         return measure_backend(candidate, candidate.batch_size or probe_batch, policy,
                                varied_widths=varied)["samples_per_s"]
 
@@ -143,7 +156,8 @@ def choose_backend(sim_path, *, batch_size: Optional[int] = None, threads: Optio
                                 log=log)
     measured, best, best_backend = {}, None, None
     for name, artefact in artefacts.items():
-        backend = make_variant_backend(name, artefact.path, threads=threads, batch_size=batch_size)
+        backend = make_variant_backend(name, artefact.path, threads=threads, batch_size=batch_size,
+                                       streams=streams_for(name))
         rate = measure_backend(backend, backend.batch_size or probe_batch, policy, varied_widths=varied)["samples_per_s"]
         measured[name] = round(rate, 1)
         log(f"[auto] {name}: {rate:.1f} samples/s (bs {backend.batch_size or probe_batch}, {threads} threads)")
