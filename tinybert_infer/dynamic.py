@@ -14,6 +14,7 @@ mask sends to exp(-10000) = 0, and position ids count from the left.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
@@ -39,8 +40,6 @@ def default_streams(backend_name: str, threads: Optional[int], dynamic_length: b
     """Execution streams when the user names none: see LENGTH_AWARE_OPENVINO_STREAMS."""
     if backend_name != "openvino" or not dynamic_length:
         return 1
-    import os
-
     return max(1, min(LENGTH_AWARE_OPENVINO_STREAMS, threads or os.cpu_count() or 1))
 
 
