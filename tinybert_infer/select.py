@@ -101,16 +101,6 @@ def _calibration_loader(checkpoint_dir, tsv, batch: int):
     return load
 
 
-def has_dynamic_sequence(onnx_path: Path) -> bool:
-    import onnx
-
-    try:
-        dims = onnx.load(str(onnx_path), load_external_data=False).graph.input[0].type.tensor_type.shape.dim
-    except Exception:  # unreadable: loading it into a runtime reports that, as one line, right after
-        return False
-    return len(dims) > 1 and not dims[1].HasField("dim_value")
-
-
 def choose_backend(sim_path, *, batch_size: Optional[int] = None, threads: Optional[int] = None,
                    precision: str = "fp32", checkpoint_dir=None, calibration_tsv=None,
                    policy: TimingPolicy = SELECT, log: Callable[[str], None] = print) -> SelectedBackend:
@@ -123,6 +113,8 @@ def choose_backend(sim_path, *, batch_size: Optional[int] = None, threads: Optio
         raise ExportError(f"{sim}: ONNX model not found (run bash test/pth2onnx.sh BS first)")
     # A dynamic-shape model is timed on the varied widths length-aware batching feeds it, each runtime with the
     # streams it would run them with (dynamic.default_streams); a static one at 64.
+    from .export import has_dynamic_sequence
+
     varied = has_dynamic_sequence(sim)
 
     def streams_for(name: str) -> int:
