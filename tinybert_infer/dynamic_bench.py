@@ -62,8 +62,7 @@ def compare_batch(backend_name: str, batch: int, *, bin_dir: Path, static_model:
                for streams in sorted({1, dynamic_streams})}
     dynamic = _backend(backend_name, dynamic_model, checkpoint_dir, None, threads, dynamic_streams)
     common = dict(batch_size=batch, outfmt="TXT", show_progress=False)
-    best = {"static": float("inf"), "dynamic": float("inf")}
-    static_seconds: dict = {}
+    fastest: dict = {}  # (mode, streams) -> best wall time
     folders = {}
     for rep in range(repeats):
         for mode, streams in [("static", n) for n in statics] + [("dynamic", dynamic_streams)]:
@@ -71,14 +70,15 @@ def compare_batch(backend_name: str, batch: int, *, bin_dir: Path, static_model:
             if mode == "static":
                 report, seconds = _wall(lambda: run_files(statics[streams], dirs, out_root, output_dirname=name,
                                                           **common))
-                static_seconds[streams] = min(static_seconds.get(streams, float("inf")), seconds)
             else:
                 report, seconds = _wall(lambda: run_files_by_length(
                     dynamic, dirs, out_root, output_dirname=name, pad_multiple=pad_multiple, buckets=buckets,
                     **common))
             folders.setdefault(mode, report)
-            best[mode] = min(best[mode], seconds)
+            fastest[mode, streams] = min(fastest.get((mode, streams), float("inf")), seconds)
             log(f"  {name}: {seconds:.2f} s")
+    static_seconds = {streams: t for (mode, streams), t in fastest.items() if mode == "static"}
+    best = {"static": min(static_seconds.values()), "dynamic": fastest["dynamic", dynamic_streams]}
     scored = {mode: evaluate(report.result_dir, bin_dir, write=False) for mode, report in folders.items()}
     count = len(scored["static"].predictions)
     summary = folders["dynamic"].summary
