@@ -13,6 +13,14 @@ from tinybert_infer.synthetic import write_random_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("TINYBERT_SHARED", ROOT.parent / "shared")).resolve()
+# .ci/run sets this: there, a missing ../shared is a failure, never a silent skip of every end-to-end test.
+REQUIRE_SHARED = os.environ.get("TINYBERT_REQUIRE_SHARED") == "1"
+
+
+def pytest_sessionstart(session):
+    if REQUIRE_SHARED and not (SHARED / "SST-2_model").is_dir():
+        raise pytest.UsageError(f"TINYBERT_REQUIRE_SHARED=1 but {SHARED}/SST-2_model is missing: "
+                                "the end-to-end tests cannot run")
 
 WORDS = ["good", "bad", "movie", "film", "great", "awful", "it", "'s", "a", "the", "not", "fun", "boring",
          "charming", "story", "##s", "and", "very", "."]
@@ -51,9 +59,15 @@ def tiny_tsv(tmp_path) -> Path:
     return write_tsv(tmp_path / "glue_dir" / "SST-2" / "dev.tsv")
 
 
+def clean_environ() -> dict:
+    """The caller's environment without the project's own TINYBERT_* settings, so a user's exported
+    TINYBERT_DATA_DIR or TINYBERT_BACKEND (as the README suggests) cannot change what a test runs."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("TINYBERT_")}
+
+
 def run_cli(*args, cwd=None, env=None, check=False, timeout=300) -> subprocess.CompletedProcess:
     """python -m tinybert_infer ARGS in a subprocess (the way users run it)."""
-    full_env = dict(os.environ, PYTHONPATH=str(ROOT))
+    full_env = dict(clean_environ(), PYTHONPATH=str(ROOT))
     full_env.update(env or {})
     proc = subprocess.run([sys.executable, "-m", "tinybert_infer", *map(str, args)], cwd=cwd, env=full_env,
                           capture_output=True, text=True, timeout=timeout)
@@ -64,7 +78,7 @@ def run_cli(*args, cwd=None, env=None, check=False, timeout=300) -> subprocess.C
 
 def run_script(script: str, *args, cwd, env=None, timeout=300) -> subprocess.CompletedProcess:
     """bash test/<script> ARGS from cwd (a ModelZoo-style working folder)."""
-    full_env = dict(os.environ, PYTHON=sys.executable)
+    full_env = dict(clean_environ(), PYTHON=sys.executable)
     full_env.update(env or {})
     return subprocess.run(["bash", str(ROOT / "test" / script), *map(str, args)], cwd=cwd, env=full_env,
                           capture_output=True, text=True, timeout=timeout)
