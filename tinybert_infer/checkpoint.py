@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+import numpy as np
 import torch
 
 from .data import TOKENIZER_JSON, TokenizerSettings, load_vocab, read_tokenizer_settings
@@ -178,8 +179,15 @@ def load_weights(path: Path) -> dict:
 def _check_finite(state: dict, path: Path) -> None:
     """NaN/inf weights give NaN logits, which argmax turns into label 0 without a word: refused at load."""
     for name, tensor in state.items():
-        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+        if tensor.is_floating_point() and not _all_finite(tensor):
             raise CheckpointError(f"{path}: tensor '{name}' holds NaN or inf values; the weights are broken")
+
+
+def _all_finite(tensor: torch.Tensor) -> bool:
+    # numpy's isfinite: tens of ms for a 90 MB checkpoint, where torch's took seconds on a busy machine
+    if tensor.dtype == torch.bfloat16:  # no numpy dtype for it
+        tensor = tensor.float()
+    return bool(np.isfinite(tensor.detach().numpy()).all())
 
 
 def _unpickling_reason(exc: Exception) -> str:
