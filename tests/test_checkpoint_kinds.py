@@ -110,6 +110,33 @@ def test_tinybert_checkpoint_keeps_its_relu_head_through_the_pipeline(tmp_path, 
     assert result_labels(result_dir, len(SENTENCES)).tolist() == want.tolist()
 
 
+@pytest.mark.parametrize("cls_only_last_layer", [True, False], ids=["cls-only-last-layer", "full-last-layer"])
+def test_hf_head_module_matches_transformers_forward(hf_checkpoint, cls_only_last_layer):
+    from transformers import BertForSequenceClassification
+
+    checkpoint, model = load_model(hf_checkpoint, cls_only_last_layer=cls_only_last_layer)
+    assert checkpoint.spec.name == "hf" and not model.config.relu_head
+    theirs = BertForSequenceClassification.from_pretrained(str(hf_checkpoint), local_files_only=True).eval()
+    rng = np.random.default_rng(0)
+    lengths = np.array([1, 5, 17, 64, 30, 2])
+    mask = torch.from_numpy((np.arange(64)[None] < lengths[:, None]).astype(np.int64))
+    ids = torch.from_numpy(rng.integers(0, checkpoint.config.vocab_size, (6, 64))) * mask
+    seg = torch.from_numpy(rng.integers(0, 2, (6, 64))) * mask
+    with torch.inference_mode():
+        diff = model(ids, seg, mask) - theirs(input_ids=ids, token_type_ids=seg, attention_mask=mask).logits
+    assert torch.max(torch.abs(diff)).item() < 1e-5
+
+
+def test_dynamic_export_of_hf_checkpoint_is_checked_against_transformers(tmp_path, hf_checkpoint, tiny_tsv):
+    code, out, err = run_main("export", "--dynamic", "--model_dir", hf_checkpoint, "--data_dir", tiny_tsv.parent,
+                              "--output_dir", tmp_path, "--validate_count", "4")
+    assert code == 0, err
+    assert "head: hf" in out and "TinyBERT_sim_dyn.onnx: max |logit diff| vs transformers" in out
+    from tinybert_infer.specs import METADATA_HEAD, read_onnx_metadata
+
+    assert read_onnx_metadata(tmp_path / "TinyBERT_sim_dyn.onnx")[METADATA_HEAD] == "hf"
+
+
 def test_undecidable_head_is_refused_naming_the_flag(tmp_path, hf_checkpoint, tiny_tsv):
     folder = Path(shutil.copytree(hf_checkpoint, tmp_path / "ck"))
     config = json.loads((folder / "config.json").read_text())
