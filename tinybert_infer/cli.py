@@ -32,7 +32,8 @@ non_negative_int = _int_at_least(0, "an integer >= 0")
 
 def _model_dir_arg(p):
     p.add_argument("--model_dir", type=Path, default=None,
-                   help="TinyBERT checkpoint folder (default: $TINYBERT_MODEL_DIR or ./SST-2_model)")
+                   help="checkpoint folder: TinyBERT or Hugging Face BERT classifier, or a HF cache entry "
+                        "(default: $TINYBERT_MODEL_DIR or ./SST-2_model)")
 
 
 def _head_arg(p, what: str):
