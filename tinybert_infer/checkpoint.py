@@ -1,8 +1,10 @@
-"""Read and validate a TinyBERT checkpoint folder, and build the model from it.
+"""Read and validate a BERT sequence-classifier checkpoint folder, and build the model from it.
 
-Everything about the network's size comes from the folder's own files: layers, hidden size, heads and
-vocabulary from config.json, the label count from the classifier weight. Weights are read without
-executing pickled code (torch.load(weights_only=True) or safetensors).
+Everything about the network comes from the folder's own files: layers, hidden size, heads and vocabulary
+from config.json, the classifier head from its architectures (specs.py, or --head), the label count from the
+classifier weight. Weights are read without executing pickled code (torch.load(weights_only=True) or
+safetensors), whole or sharded (*.index.json), and must be finite. The folder may be a Hugging Face cache
+entry (models--org--name, or one of its snapshots/<hash> folders).
 """
 
 from __future__ import annotations
@@ -15,14 +17,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+import numpy as np
 import torch
 
+from .data import TOKENIZER_JSON, TokenizerSettings, load_vocab, read_tokenizer_settings
 from .errors import CheckpointError
 from .modeling import TinyBertConfig, TinyBertForSequenceClassification, _ACTIVATIONS
+from .specs import ModelSpec, resolve_spec
 
 CONFIG_FILE = "config.json"
 VOCAB_FILE = "vocab.txt"
-WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")  # first found wins
+VOCAB_FILES = (VOCAB_FILE, TOKENIZER_JSON)  # first found wins
+# first found wins; an index (*.index.json) names the shards holding each tensor
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+                "pytorch_model.bin.index.json")
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]")
 _INT_KEYS = (
     "vocab_size",
@@ -39,9 +47,32 @@ _INT_KEYS = (
 class Checkpoint:
     folder: Path
     config: TinyBertConfig
-    weights_file: Path
-    vocab_file: Path
+    weights_file: Path       # the weights file, or the index of sharded weights
+    vocab_file: Path         # vocab.txt or tokenizer.json
     state_dict: dict
+    spec: ModelSpec
+    tokenizer: TokenizerSettings
+    raw_config: dict
+
+
+def resolve_folder(folder) -> Path:
+    """A Hugging Face cache entry (models--org--name/ with refs/ and snapshots/) means the snapshot that
+    refs/main names (or its only snapshot); any other folder is itself."""
+    folder = Path(folder)
+    snapshots = folder / "snapshots"
+    if not snapshots.is_dir():
+        return folder
+    ref = folder / "refs" / "main"
+    if ref.is_file():
+        target = snapshots / ref.read_text(encoding="utf-8").strip()
+        if not target.is_dir():
+            raise CheckpointError(f"{ref}: names snapshot {target.name!r}, which {snapshots} does not have")
+        return target
+    found = sorted(p for p in snapshots.iterdir() if p.is_dir())
+    if len(found) != 1:
+        raise CheckpointError(f"{folder}: Hugging Face cache entry without refs/main and with {len(found)} "
+                              f"snapshots; point --model_dir at one of {snapshots}/<hash>")
+    return found[0]
 
 
 def _read_config(folder: Path) -> dict:
@@ -71,14 +102,33 @@ def _read_config(folder: Path) -> dict:
     eps = raw.get("layer_norm_eps", 1e-12)
     if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not eps > 0:
         raise CheckpointError(f"{path}: key 'layer_norm_eps' must be a positive number, got {eps!r}")
+    _check_plain_bert_encoder(raw, path)
     return raw
+
+
+# Config values (BertConfig's) under which the network is no longer the encoder modeling.py computes.
+_REQUIRED_VALUES = {
+    "model_type": ("bert",),
+    "position_embedding_type": ("absolute",),
+    "is_decoder": (False,),
+    "add_cross_attention": (False,),
+    "problem_type": (None, "single_label_classification"),
+}
+
+
+def _check_plain_bert_encoder(raw: dict, path: Path) -> None:
+    for key, allowed in _REQUIRED_VALUES.items():
+        if key in raw and raw[key] not in allowed:
+            raise CheckpointError(f"{path}: {key} {raw[key]!r} not supported (supported: "
+                                  f"{', '.join(repr(a) for a in allowed)})")
 
 
 def find_weights_file(folder: Path) -> Path:
     for name in WEIGHT_FILES:
         if (folder / name).is_file():
             return folder / name
-    raise CheckpointError(f"{folder}: no weights file ({' or '.join(WEIGHT_FILES)})")
+    raise CheckpointError(f"{folder}: no weights file (model.safetensors or pytorch_model.bin); sharded "
+                          f"weights need their index, model.safetensors.index.json")
 
 
 def load_state_dict(path: Path) -> dict:
@@ -101,7 +151,43 @@ def load_state_dict(path: Path) -> dict:
         raise CheckpointError(f"{path}: cannot read weights ({type(exc).__name__}: {str(exc)[:160]})") from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"{path}: expected a mapping of parameter names to tensors")
-    return _normalise_keys(state)
+    _check_finite(state, path)
+    return state
+
+
+def load_weights(path: Path) -> dict:
+    """One weights file, or every shard an index (model.safetensors.index.json) names, merged."""
+    if not path.name.endswith(".index.json"):
+        return load_state_dict(path)
+    try:
+        weight_map = json.loads(path.read_text(encoding="utf-8"))["weight_map"]
+        shards = list(dict.fromkeys(weight_map.values()))  # file order as the index first names them
+    except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
+        raise CheckpointError(f"{path}: not a valid weights index ({type(exc).__name__}: {exc})") from None
+    state: dict = {}
+    for shard in shards:
+        shard_path = path.parent / str(shard)
+        if Path(str(shard)).name != str(shard) or not shard_path.is_file():
+            raise CheckpointError(f"{path}: shard {shard!r} not found beside the index")
+        state.update(load_state_dict(shard_path))
+    missing = [name for name in weight_map if name not in state]
+    if missing:
+        raise CheckpointError(f"{path}: tensor '{missing[0]}' is not in its shard {weight_map[missing[0]]!r}")
+    return state
+
+
+def _check_finite(state: dict, path: Path) -> None:
+    """NaN/inf weights give NaN logits, which argmax turns into label 0 without a word: refused at load."""
+    for name, tensor in state.items():
+        if tensor.is_floating_point() and not _all_finite(tensor):
+            raise CheckpointError(f"{path}: tensor '{name}' holds NaN or inf values; the weights are broken")
+
+
+def _all_finite(tensor: torch.Tensor) -> bool:
+    # numpy's isfinite: tens of ms for a 90 MB checkpoint, where torch's took seconds on a busy machine
+    if tensor.dtype == torch.bfloat16:  # no numpy dtype for it
+        tensor = tensor.float()
+    return bool(np.isfinite(tensor.detach().numpy()).all())
 
 
 def _unpickling_reason(exc: Exception) -> str:
@@ -111,26 +197,23 @@ def _unpickling_reason(exc: Exception) -> str:
     return " ".join(match.group(1).split())[:160] if match else "not a plain tensor file"
 
 
-def _normalise_keys(state: dict) -> dict:
-    """Accept the spellings TinyBERT checkpoints come in: TF-style gamma/beta, or no 'bert.' prefix."""
-    out = {}
-    has_prefix = any(k.startswith("bert.") for k in state)
-    for key, value in state.items():
-        key = key.replace("LayerNorm.gamma", "LayerNorm.weight").replace("LayerNorm.beta", "LayerNorm.bias")
-        if not has_prefix and key.split(".", 1)[0] in ("embeddings", "encoder", "pooler"):
-            key = "bert." + key
-        out[key] = value
-    return out
+def find_vocab_file(folder) -> Path:
+    """vocab.txt, else the vocabulary inside tokenizer.json (what transformers' save_pretrained writes)."""
+    folder = Path(folder)
+    for name in VOCAB_FILES:
+        if (folder / name).is_file():
+            return folder / name
+    raise CheckpointError(f"{folder / VOCAB_FILE}: vocabulary file not found (nor {TOKENIZER_JSON})")
 
 
 def check_vocab(path, vocab_size: Optional[int] = None) -> int:
-    """vocab.txt must be UTF-8, hold the special tokens and fit the embedding table; returns its token count."""
+    """vocab.txt (or tokenizer.json) must be UTF-8, hold the special tokens and fit the embedding table;
+    returns its token count."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: vocabulary file not found")
     try:
-        with open(path, encoding="utf-8") as handle:
-            tokens = [line.rstrip("\n") for line in handle]  # exactly as the tokenizer reads it (data.load_vocab)
+        tokens = list(load_vocab(path))  # exactly as the tokenizer reads it
     except UnicodeDecodeError as exc:
         raise CheckpointError(f"{path}: not valid UTF-8 ({exc.reason} at byte {exc.start})") from None
     present = set(tokens)
@@ -153,22 +236,35 @@ def _num_labels(state: dict, weights_file: Path) -> int:
     return int(weight.shape[0])
 
 
-def read_checkpoint(folder) -> Checkpoint:
+def read_checkpoint(folder, *, head: Optional[str] = None) -> Checkpoint:
+    """head: a specs.SPECS name overriding what config.json's architectures say."""
     folder = Path(folder)
     if not folder.is_dir():
         raise CheckpointError(f"{folder}: checkpoint folder not found")
+    folder = resolve_folder(folder)
     raw = _read_config(folder)
-    vocab_file = folder / VOCAB_FILE
+    spec = resolve_spec(raw, folder / CONFIG_FILE, head)
+    vocab_file = find_vocab_file(folder)
     check_vocab(vocab_file, raw["vocab_size"])
+    tokenizer = read_tokenizer_settings(folder)
     weights_file = find_weights_file(folder)
-    state = load_state_dict(weights_file)
+    state = spec.normalise_keys(load_weights(weights_file))
+    num_labels = _num_labels(state, weights_file)
+    _check_label_count(raw, num_labels, folder / CONFIG_FILE)
     config = TinyBertConfig(
         **{k: raw[k] for k in _INT_KEYS},
-        num_labels=_num_labels(state, weights_file),
+        num_labels=num_labels,
         hidden_act=raw.get("hidden_act", "gelu"),
         layer_norm_eps=float(raw.get("layer_norm_eps", 1e-12)),
+        relu_head=spec.relu_head,
     )
-    return Checkpoint(folder, config, weights_file, vocab_file, state)
+    return Checkpoint(folder, config, weights_file, vocab_file, state, spec, tokenizer, raw)
+
+
+def _check_label_count(raw: dict, num_labels: int, path: Path) -> None:
+    labels = raw.get("id2label")
+    if isinstance(labels, dict) and labels and len(labels) != num_labels:
+        raise CheckpointError(f"{path}: id2label names {len(labels)} labels, the classifier weight has {num_labels}")
 
 
 def build_model(checkpoint: Checkpoint, *, cls_only_last_layer: bool = True) -> TinyBertForSequenceClassification:
@@ -193,6 +289,7 @@ def build_model(checkpoint: Checkpoint, *, cls_only_last_layer: bool = True) -> 
     return model.eval()
 
 
-def load_model(folder, *, cls_only_last_layer: bool = True) -> tuple[Checkpoint, TinyBertForSequenceClassification]:
-    checkpoint = read_checkpoint(folder)
+def load_model(folder, *, cls_only_last_layer: bool = True,
+               head: Optional[str] = None) -> tuple[Checkpoint, TinyBertForSequenceClassification]:
+    checkpoint = read_checkpoint(folder, head=head)
     return checkpoint, build_model(checkpoint, cls_only_last_layer=cls_only_last_layer)

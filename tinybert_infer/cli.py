@@ -32,7 +32,28 @@ non_negative_int = _int_at_least(0, "an integer >= 0")
 
 def _model_dir_arg(p):
     p.add_argument("--model_dir", type=Path, default=None,
-                   help="TinyBERT checkpoint folder (default: $TINYBERT_MODEL_DIR or ./SST-2_model)")
+                   help="checkpoint folder: TinyBERT or Hugging Face BERT classifier, or a HF cache entry "
+                        "(default: $TINYBERT_MODEL_DIR or ./SST-2_model)")
+
+
+def _head_arg(p, what: str):
+    from .specs import SPECS
+
+    p.add_argument("--head", choices=list(SPECS), default=None,
+                   help=f"classifier head {what}: tinybert = classifier(relu(pooler)), hf = transformers' "
+                        "BertForSequenceClassification, classifier(pooler) (default: from config.json's "
+                        "architectures; none means tinybert)")
+
+
+def _model_vocab(model_dir: Path) -> Path:
+    """The checkpoint's vocabulary: vocab.txt or tokenizer.json (also inside a Hugging Face cache entry)."""
+    from .checkpoint import VOCAB_FILE, find_vocab_file, resolve_folder
+    from .errors import CheckpointError
+
+    try:
+        return find_vocab_file(resolve_folder(model_dir))
+    except CheckpointError:
+        return model_dir / VOCAB_FILE  # check_vocab reports it as before: vocabulary file not found
 
 
 def _data_dir_arg(p):
@@ -55,6 +76,7 @@ def add_export(sub):
     p.add_argument("--full_last_layer", action="store_true",
                    help="compute every token in the last layer too (default: only the [CLS] row the classifier "
                         "reads, same logits, about 1/layers fewer FLOPs)")
+    _head_arg(p, "to export")
     p.set_defaults(func=cmd_export)
 
 
@@ -67,18 +89,22 @@ def cmd_export(args) -> int:
         from .export import export_dynamic_checkpoint
 
         report = export_dynamic_checkpoint(model_dir, args.output_dir, opset=args.opset, tsv_path=tsv,
-                                           cls_only_last_layer=not args.full_last_layer,
+                                           cls_only_last_layer=not args.full_last_layer, head=args.head,
                                            **({"validate_count": args.validate_count} if args.validate_count else {}))
     elif args.batch_size is None:
         raise UsageError("give --batch_size (or --dynamic for dynamic batch and sequence axes)")
     else:
         report = export_checkpoint(model_dir, args.batch_size, args.output_dir, opset=args.opset,
                                    tsv_path=tsv, validate_count=args.validate_count or 64,
-                                   cls_only_last_layer=not args.full_last_layer)
+                                   cls_only_last_layer=not args.full_last_layer, head=args.head)
     print(f"checkpoint: {model_dir}")
+    print(f"head: {report.head}")
     print(f"validated on {report.validation_source} with ONNX Runtime")
     print(f"{report.onnx_path}: max |logit diff| vs PyTorch = {report.max_abs_diff:.3e}")
     print(f"{report.sim_path}: max |logit diff| vs PyTorch = {report.max_abs_diff_sim:.3e}")
+    for name, (plain, sim) in report.reference_diffs.items():
+        print(f"{report.onnx_path}: max |logit diff| vs {name} = {plain:.3e}")
+        print(f"{report.sim_path}: max |logit diff| vs {name} = {sim:.3e}")
     return 0
 
 
@@ -95,11 +121,10 @@ def add_preprocess(sub):
 
 
 def cmd_preprocess(args) -> int:
-    from .checkpoint import VOCAB_FILE
     from .data import preprocess
 
     tsv = args.tsv or (args.data_dir or default_data_dir()) / "dev.tsv"
-    vocab = args.vocab or (args.model_dir or default_model_dir()) / VOCAB_FILE
+    vocab = args.vocab or _model_vocab(args.model_dir or default_model_dir())
     _check_vocab(vocab)
     report = preprocess(tsv, vocab, args.output_dir, max_seq_length=args.max_seq_length)
     kind = "labelled" if report.labelled else "unlabelled"
@@ -134,6 +159,7 @@ def add_infer(sub):
     p.add_argument("--precision", choices=["fp32", "int8", "bf16"], default="fp32",
                    help="with --backend auto: fp32 (default, PyTorch's labels), or the faster low-precision int8/bf16")
     _model_dir_arg(p)
+    _head_arg(p, "with --backend torch")
     p.add_argument("--threads", type=positive_int, default=None, help="intra-op threads (default: runtime's choice)")
     p.add_argument("--streams", type=positive_int, default=None,
                    help="OpenVINO only: batches in flight, sharing the threads (default 1; 2 with --dynamic_length)")
@@ -145,6 +171,7 @@ def cmd_infer(args) -> int:
     from .backends import make_backend
     from .data import manifest_digest
     from .inference import run_files, run_pure
+    from .specs import run_model_record
 
     if args.output_dirname is not None and args.output is None:
         raise UsageError("--output_dirname needs --output")
@@ -155,7 +182,7 @@ def cmd_infer(args) -> int:
         raise UsageError("give --model or --batchsize")
     backend = make_backend(args.backend, onnx_path=onnx_path, checkpoint_dir=args.model_dir or default_model_dir(),
                            batch_size=args.batchsize, threads=args.threads, precision=args.precision,
-                           streams=args.streams or 1)
+                           streams=args.streams or 1, head=args.head)
     if args.input is None:
         report = run_pure(backend, batch_size=args.batchsize, loop=args.loop, warmup_count=args.warmup_count,
                           pure_data_type=args.pure_data_type)
@@ -163,12 +190,30 @@ def cmd_infer(args) -> int:
         if args.output is None:
             raise UsageError("give --output: results are only saved under an output root")
         dirs = [Path(d) for d in args.input.split(",") if d]
-        extra = {"inputs_manifest_sha256": manifest_digest(dirs[0].parent)}
+        extra = {"inputs_manifest_sha256": manifest_digest(dirs[0].parent), **run_model_record(backend, onnx_path)}
+        _check_inputs_tokenizer(dirs[0].parent, extra["model_tokenizer"])
         report = run_files(backend, dirs, args.output, batch_size=args.batchsize, outfmt=args.outfmt,
                            output_dirname=args.output_dirname, loop=args.loop, warmup_count=args.warmup_count,
                            extra_summary=extra)
     _print_run(report)
     return 0
+
+
+def _check_inputs_tokenizer(bin_dir: Path, model_tokenizer) -> None:
+    """Inputs tokenised with other switches than the model's are refused before anything runs."""
+    from .data import check_inputs_tokenizer, read_manifest
+    from .layout import MANIFEST_NAME
+
+    if (bin_dir / MANIFEST_NAME).is_file():
+        check_inputs_tokenizer(bin_dir / MANIFEST_NAME, read_manifest(bin_dir), model_tokenizer)
+
+
+def _check_tsv_tokenizer(vocab: Path, model_tokenizer) -> None:
+    """--tsv is tokenised with --model_dir's switches, which must be the exported graph's."""
+    from .data import check_inputs_tokenizer, read_tokenizer_settings
+
+    made_with = {"tokenizer": read_tokenizer_settings(vocab.parent).record()}
+    check_inputs_tokenizer(vocab.parent, made_with, model_tokenizer)
 
 
 def _print_run(report, extra_block: str = "") -> None:
@@ -203,11 +248,11 @@ def _add_length_args(p):
 def cmd_infer_by_length(args) -> int:
     """infer --dynamic_length and/or --tsv: samples fed through tinybert_infer.dynamic."""
     from .backends import make_backend
-    from .checkpoint import VOCAB_FILE
     from .data import manifest_digest
     from .dynamic import (default_streams, format_length_block, parse_buckets, read_sample_files, read_tsv_samples,
                           run_samples)
     from .layout import dynamic_sim_onnx_name
+    from .specs import run_model_record
 
     if (args.tsv is None) == (args.input is None):
         raise UsageError("give exactly one of --input (preprocessed folders) and --tsv")
@@ -223,17 +268,23 @@ def cmd_infer_by_length(args) -> int:
     if args.backend != "torch" and onnx_path is None:
         raise UsageError("give --model or --batchsize")
     if args.tsv is not None:
-        _check_vocab(model_dir / VOCAB_FILE)
+        _check_vocab(_model_vocab(model_dir))
     backend = make_backend(args.backend, onnx_path=onnx_path, checkpoint_dir=model_dir,
                            batch_size=None if args.dynamic_length else args.batchsize, threads=args.threads,
                            precision=args.precision,
-                           streams=args.streams or default_streams(args.backend, args.threads, args.dynamic_length))
+                           streams=args.streams or default_streams(args.backend, args.threads, args.dynamic_length),
+                           head=args.head)
+    model_record = run_model_record(backend, onnx_path)
     if args.tsv is not None:
-        samples = read_tsv_samples(args.tsv, model_dir / VOCAB_FILE, args.max_seq_length)
+        vocab = _model_vocab(model_dir)
+        _check_tsv_tokenizer(vocab, model_record["model_tokenizer"])
+        samples = read_tsv_samples(args.tsv, vocab, args.max_seq_length)
     else:
         dirs = [Path(d) for d in args.input.split(",") if d]
+        _check_inputs_tokenizer(dirs[0].parent, model_record["model_tokenizer"])
         samples = read_sample_files(dirs, backend.input_names)
         samples.summary_extra["inputs_manifest_sha256"] = manifest_digest(dirs[0].parent)
+    samples.summary_extra.update(model_record)
     report = run_samples(backend, samples, args.output, batch_size=args.batchsize,
                          mode="dynamic_length" if args.dynamic_length else "static",
                          pad_multiple=args.pad_multiple, buckets=buckets, outfmt=args.outfmt,

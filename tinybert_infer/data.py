@@ -14,7 +14,7 @@ from typing import Iterable, Iterator, Optional, Sequence
 
 import numpy as np
 
-from .errors import DataError
+from .errors import CheckpointError, DataError
 from .fsutil import JsonSpool, dump_json, file_sha256, staged_dir
 from .layout import INPUT_NAMES, MANIFEST_NAME, SEQ_LEN, natural_key, sample_file_name
 from .progress import progress
@@ -24,22 +24,104 @@ MANIFEST_FORMAT = "tinybert-infer-inputs/1"
 CHUNK = 512  # sentences tokenised per call: bounded memory, fast-tokenizer batching
 
 
+TOKENIZER_CONFIG = "tokenizer_config.json"
+TOKENIZER_JSON = "tokenizer.json"
+# tokenizer_config.json's tokenizer_class values that name BERT's WordPiece tokenizer (the one built here).
+BERT_TOKENIZER_CLASSES = ("BertTokenizer", "BertTokenizerFast")
+
+
+@dataclass(frozen=True)
+class TokenizerSettings:
+    """BertTokenizer's normalisation switches, with its defaults (the recipe's: lower case, accents stripped)."""
+
+    do_lower_case: bool = True
+    strip_accents: Optional[bool] = None  # None: follow do_lower_case, as BertTokenizer does
+    tokenize_chinese_chars: bool = True
+
+    def record(self) -> dict:
+        """The effective switches, as the manifest and the ONNX metadata record them."""
+        strip = self.do_lower_case if self.strip_accents is None else self.strip_accents
+        return {"do_lower_case": self.do_lower_case, "strip_accents": strip,
+                "tokenize_chinese_chars": self.tokenize_chinese_chars}
+
+    def label(self) -> str:
+        return describe_tokenizer(self.record())
+
+
+def describe_tokenizer(record: dict) -> str:
+    """One line for a recorded setting: what messages and the run summary show and compare."""
+    return ",".join(f"{k}={str(record.get(k)).lower()}" for k in ("do_lower_case", "strip_accents",
+                                                                   "tokenize_chinese_chars"))
+
+
+def read_tokenizer_settings(folder) -> TokenizerSettings:
+    """folder/tokenizer_config.json read as transformers' BertTokenizer.from_pretrained reads it (its keys
+    override BertTokenizer's defaults; tokenizer.json's normaliser is not consulted, as in transformers 5);
+    without the file, the recipe's lower-case default."""
+    path = Path(folder) / TOKENIZER_CONFIG
+    if not path.is_file():
+        return TokenizerSettings()
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(raw, dict):
+        raise CheckpointError(f"{path}: expected a JSON object")
+    cls = raw.get("tokenizer_class")
+    if cls is not None and cls not in BERT_TOKENIZER_CLASSES:
+        raise CheckpointError(f"{path}: tokenizer_class {cls!r} not supported (only BERT WordPiece: "
+                              f"{', '.join(BERT_TOKENIZER_CLASSES)})")
+    defaults = TokenizerSettings()
+    values = {}
+    for key, allowed in (("do_lower_case", (bool,)), ("strip_accents", (bool, type(None))),
+                         ("tokenize_chinese_chars", (bool,))):
+        value = raw.get(key, getattr(defaults, key))
+        if not isinstance(value, allowed):
+            raise CheckpointError(f"{path}: key {key!r} must be true or false, got {value!r}")
+        values[key] = value
+    return TokenizerSettings(**values)
+
+
 def load_vocab(vocab_file) -> dict:
+    """token -> id from vocab.txt (one token per line) or from a tokenizer.json's WordPiece vocabulary."""
+    path = Path(vocab_file)
+    if path.suffix == ".json":
+        return read_tokenizer_json_vocab(path)
     vocab = {}
-    with open(vocab_file, encoding="utf-8") as handle:
+    with open(path, encoding="utf-8") as handle:
         for index, line in enumerate(handle):
             vocab[line.rstrip("\n")] = index
     return vocab
 
 
-def make_tokenizer(vocab_file):
-    """transformers' BERT tokenizer on exactly this vocab.txt: basic + WordPiece, lower case, accents stripped."""
+def read_tokenizer_json_vocab(path) -> dict:
+    path = Path(path)
+    try:
+        model = json.loads(path.read_text(encoding="utf-8")).get("model") or {}
+    except (UnicodeDecodeError, json.JSONDecodeError, AttributeError) as exc:
+        raise CheckpointError(f"{path}: not a valid tokenizer.json ({exc})") from None
+    vocab = model.get("vocab")
+    if model.get("type") != "WordPiece" or not isinstance(vocab, dict) or \
+            not all(isinstance(v, int) and not isinstance(v, bool) for v in vocab.values()):
+        raise CheckpointError(f"{path}: not a WordPiece (BERT) tokenizer.json; only BERT's tokenizer is supported")
+    if sorted(vocab.values()) != list(range(len(vocab))):
+        raise CheckpointError(f"{path}: vocabulary ids are not 0..{len(vocab) - 1}")
+    return vocab
+
+
+def make_tokenizer(vocab_file, settings: Optional[TokenizerSettings] = None):
+    """transformers' BERT tokenizer on exactly this vocabulary (vocab.txt or tokenizer.json): basic + WordPiece,
+    with the switches of the tokenizer_config.json beside it (default: lower case, accents stripped)."""
     from transformers import BertTokenizer
 
     vocab = load_vocab(vocab_file)
+    settings = settings or read_tokenizer_settings(Path(vocab_file).parent)
     # transformers 5.x ignores a `vocab_file=` keyword; pass the vocabulary itself and check it was taken.
     # Without [MASK] in vocab.txt the tokenizer would add one past the embedding table; SST-2 never needs it.
-    tokenizer = BertTokenizer(vocab=vocab, do_lower_case=True, mask_token="[MASK]" if "[MASK]" in vocab else None)
+    tokenizer = BertTokenizer(vocab=vocab, do_lower_case=settings.do_lower_case,
+                              strip_accents=settings.strip_accents,
+                              tokenize_chinese_chars=settings.tokenize_chinese_chars,
+                              mask_token="[MASK]" if "[MASK]" in vocab else None)
     if len(tokenizer) != len(vocab) or tokenizer.cls_token_id != vocab["[CLS]"]:
         raise DataError(f"{vocab_file}: tokenizer did not load this vocabulary")
     return tokenizer
@@ -80,7 +162,8 @@ def preprocess(tsv_path, vocab_file, out_dir, *, max_seq_length: int = SEQ_LEN,
     """
     if max_seq_length < 2:
         raise DataError(f"max_seq_length must be at least 2, got {max_seq_length}")
-    tokenizer = make_tokenizer(vocab_file)
+    settings = read_tokenizer_settings(Path(vocab_file).parent)
+    tokenizer = make_tokenizer(vocab_file, settings)
     reader = TsvReader(tsv_path, label_set=label_set)
     out_dir = Path(out_dir)
     count, real_tokens = 0, 0
@@ -112,6 +195,7 @@ def preprocess(tsv_path, vocab_file, out_dir, *, max_seq_length: int = SEQ_LEN,
             "real_tokens": real_tokens,
             "tsv": {"path": str(reader.path), "sha256": reader.sha256},
             "vocab": {"path": str(vocab_file), "sha256": file_sha256(vocab_file)},
+            "tokenizer": settings.record(),
             "label_names": list(label_set) if label_set is not None and labels.count else None,
             "labels": labels if labels.count else None,
             "guids": guids if guids.count else None,
@@ -136,6 +220,20 @@ def read_manifest(bin_dir) -> dict:
         raise DataError(f"{path}: not a {MANIFEST_FORMAT} manifest")
     manifest["_sha256"] = hashlib.sha256(raw).hexdigest()  # identifies these inputs in run summaries
     return manifest
+
+
+def manifest_tokenizer(manifest: dict) -> dict:
+    """The tokenizer switches a manifest's inputs were made with (manifests from before they were recorded
+    were all made with the recipe's lower-case default)."""
+    return manifest.get("tokenizer") or TokenizerSettings().record()
+
+
+def check_inputs_tokenizer(manifest_path, manifest: dict, model_tokenizer: Optional[str], error=DataError) -> None:
+    """Inputs tokenised with other switches than the model's own give wrong labels without any other sign."""
+    made_with = describe_tokenizer(manifest_tokenizer(manifest))
+    if model_tokenizer is not None and made_with != model_tokenizer:
+        raise error(f"{manifest_path}: inputs were tokenised with {made_with}, but the model's tokenizer uses "
+                    f"{model_tokenizer}; preprocess again with this model's folder (--model_dir)")
 
 
 def manifest_digest(bin_dir) -> Optional[str]:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
+import json
+import math
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
@@ -17,8 +19,9 @@ from .checkpoint import Checkpoint, load_model
 from .errors import ExportError
 from .layout import DEFAULT_OPSET, INPUT_NAMES, OUTPUT_NAME, SEQ_LEN, onnx_name, sim_onnx_name
 from .fsutil import staged_file
+from .specs import METADATA_HEAD, METADATA_TOKENIZER
 
-PARITY_TOLERANCE = 1e-4
+PYTORCH = "PyTorch"  # the project's own module, computing every row (textbook_reference)
 # onnxsim passes that destroy the patterns ONNX Runtime's BERT fusions look for (MatMul+Add -> Gemm,
 # merged Unsqueezes on the mask path); skipping them changes no numbers and atc/TensorRT need neither.
 SKIPPED_ONNXSIM_PASSES = [
@@ -34,6 +37,9 @@ class ExportReport:
     max_abs_diff_sim: float
     samples_checked: int
     validation_source: str
+    head: str = ""
+    # every independent forward the graphs were also checked against: name -> (plain, simplified) max diff
+    reference_diffs: dict = field(default_factory=dict)
 
 
 def export_onnx(model, path: Path, batch_size: Optional[int], *, seq_len: int = SEQ_LEN,
@@ -109,7 +115,7 @@ def validation_inputs(checkpoint: Checkpoint, tsv_path, count: int, seq_len: int
         from .tsv import TsvReader
 
         texts = [ex.text for ex in islice(TsvReader(tsv_path, label_set=None), count)]
-        feats = encode(make_tokenizer(checkpoint.vocab_file), texts, seq_len)
+        feats = encode(make_tokenizer(checkpoint.vocab_file, checkpoint.tokenizer), texts, seq_len)
         source = f"{len(texts)} sentences of {tsv_path}"
     else:
         rng = np.random.default_rng(0)
@@ -131,6 +137,20 @@ def _batched(feats: dict, batch: int):
         yield chunk, batch - short
 
 
+def logit_difference(expected: np.ndarray, got: np.ndarray) -> float:
+    """max |expected - got|; inf when either side has a NaN or inf (NaN - NaN must never pass as 0)."""
+    if not (np.all(np.isfinite(expected)) and np.all(np.isfinite(got))):
+        return math.inf
+    return float(np.max(np.abs(expected - got)))
+
+
+def check_parity(path: Path, value: float, tolerance: float, against: str = PYTORCH, where: str = "") -> None:
+    if value == math.inf:
+        raise ExportError(f"{path}: non-finite logits (NaN or inf) in the parity check vs {against}{where}")
+    if not value <= tolerance:
+        raise ExportError(f"{path}: max |logit difference| vs {against} {value:.3g}{where} exceeds {tolerance:g}")
+
+
 def max_logit_difference(model, onnx_path: Path, feats: dict, batch: int) -> float:
     import onnxruntime as ort
 
@@ -140,8 +160,56 @@ def max_logit_difference(model, onnx_path: Path, feats: dict, batch: int) -> flo
         for chunk, real in _batched(feats, batch):
             expected = model(*(torch.from_numpy(chunk[n]) for n in INPUT_NAMES)).numpy()
             got = session.run(None, {n: chunk[n] for n in INPUT_NAMES})[0]
-            worst = max(worst, float(np.max(np.abs(expected[:real] - got[:real]))))
+            worst = max(worst, logit_difference(expected[:real], got[:real]))
     return worst
+
+
+class TransformersForward(torch.nn.Module):
+    """transformers' own BertForSequenceClassification on the checkpoint's weights: an independent forward
+    (its own encoder, mask and head code) for the graphs of Hugging Face checkpoints. Built from config.json
+    and the tensors already read weights-only; nothing is downloaded."""
+
+    def __init__(self, checkpoint: Checkpoint):
+        super().__init__()
+        from transformers import BertConfig, BertForSequenceClassification
+
+        config = BertConfig.from_dict(dict(checkpoint.raw_config))
+        config.num_labels = checkpoint.config.num_labels
+        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            self.model = BertForSequenceClassification(config).eval()
+        expected = self.model.state_dict()
+        missing = [k for k in expected if k not in checkpoint.state_dict]
+        if missing:
+            raise ExportError(f"{checkpoint.weights_file}: transformers' BertForSequenceClassification needs "
+                              f"'{missing[0]}', which the checkpoint lacks")
+        self.model.load_state_dict({k: checkpoint.state_dict[k].float() for k in expected}, strict=True)
+
+    def forward(self, input_ids, segment_ids, input_mask):
+        return self.model(input_ids=input_ids, token_type_ids=segment_ids, attention_mask=input_mask).logits
+
+
+def parity_references(checkpoint: Checkpoint, model) -> dict:
+    """name -> module the exported graphs must match: the project's module computing every row, plus the
+    specification's independent forward where it has one (transformers' for Hugging Face checkpoints)."""
+    references = {PYTORCH: textbook_reference(model)}
+    if checkpoint.spec.reference == "transformers.BertForSequenceClassification":
+        references["transformers BertForSequenceClassification"] = TransformersForward(checkpoint).eval()
+    return references
+
+
+def stamp_metadata(path: Path, checkpoint: Checkpoint) -> None:
+    """Record the head and the tokenizer switches in the graph, so inference can record and check them."""
+    import onnx
+
+    model = onnx.load(str(path))
+    props = {METADATA_HEAD: checkpoint.spec.name, METADATA_TOKENIZER: checkpoint.tokenizer.label()}
+    kept = [p for p in model.metadata_props if p.key not in props]
+    del model.metadata_props[:]
+    model.metadata_props.extend(kept)
+    for key, value in props.items():
+        model.metadata_props.add(key=key, value=value)
+    onnx.save(model, str(path))
 
 
 def textbook_reference(model):
@@ -153,14 +221,18 @@ def textbook_reference(model):
 
 def export_checkpoint(checkpoint_dir, batch_size: int, out_dir=".", *, opset: int = DEFAULT_OPSET,
                       tsv_path=None, validate_count: int = 64, seq_len: int = SEQ_LEN,
-                      tolerance: float = PARITY_TOLERANCE, cls_only_last_layer: bool = True) -> ExportReport:
+                      tolerance: Optional[float] = None, cls_only_last_layer: bool = True,
+                      head: Optional[str] = None) -> ExportReport:
     """Stage 1: TinyBERT_bsN.onnx and TinyBERT_sim_bsN.onnx, both checked and validated before either lands.
 
     cls_only_last_layer (default): the last layer computes only the [CLS] row the classifier reads
-    (modeling.Encoder); either way the graphs are validated against the full textbook computation."""
+    (modeling.Encoder); either way the graphs are validated against the full textbook computation, and for
+    Hugging Face checkpoints against transformers' own forward too. head: see checkpoint.read_checkpoint;
+    tolerance: default the specification's."""
     if batch_size < 1:
         raise ExportError(f"batch size must be a positive integer, got {batch_size}")
-    checkpoint, model = load_model(checkpoint_dir, cls_only_last_layer=cls_only_last_layer)
+    checkpoint, model = load_model(checkpoint_dir, cls_only_last_layer=cls_only_last_layer, head=head)
+    tolerance = checkpoint.spec.tolerance if tolerance is None else tolerance
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     final_plain, final_sim = out_dir / onnx_name(batch_size), out_dir / sim_onnx_name(batch_size)
@@ -170,14 +242,17 @@ def export_checkpoint(checkpoint_dir, batch_size: int, out_dir=".", *, opset: in
         check_contract(plain, batch_size, checkpoint.config.num_labels, seq_len)
         simplify_onnx(plain, sim)
         check_contract(sim, batch_size, checkpoint.config.num_labels, seq_len)
-        reference = textbook_reference(model)
-        diff = max_logit_difference(reference, plain, feats, batch_size)
-        diff_sim = max_logit_difference(reference, sim, feats, batch_size)
-        for path, value in ((final_plain, diff), (final_sim, diff_sim)):
-            if not value <= tolerance:
-                raise ExportError(f"{path}: max |logit difference| vs PyTorch {value:.3g} exceeds {tolerance:g}")
+        diffs = {}
+        for name, reference in parity_references(checkpoint, model).items():
+            diffs[name] = tuple(max_logit_difference(reference, staged, feats, batch_size) for staged in (plain, sim))
+            for path, value in zip((final_plain, final_sim), diffs[name]):
+                check_parity(path, value, tolerance, name)
+        for staged in (plain, sim):
+            stamp_metadata(staged, checkpoint)
         # Both files are moved into place together when this block exits without error.
-    return ExportReport(final_plain, final_sim, diff, diff_sim, len(feats[INPUT_NAMES[0]]), source)
+    diff, diff_sim = diffs.pop(PYTORCH)
+    return ExportReport(final_plain, final_sim, diff, diff_sim, len(feats[INPUT_NAMES[0]]), source,
+                        checkpoint.spec.describe(), diffs)
 
 
 # ---------------------------------------------------------------- dynamic-shape export (length-aware batching)
@@ -224,36 +299,41 @@ def max_logit_difference_dynamic(model, onnx_path: Path, feats: dict, lengths=DY
         for batch in batches:
             got = [session.run(None, {n: chunk[n] for n in INPUT_NAMES})[0][:real]
                    for chunk, real in _batched(cropped, batch)]
-            worst[(length, batch)] = float(np.max(np.abs(expected - np.concatenate(got))))
+            worst[(length, batch)] = logit_difference(expected, np.concatenate(got))
     return worst
 
 
 def export_dynamic_checkpoint(checkpoint_dir, out_dir=".", *, opset: int = DEFAULT_OPSET, tsv_path=None,
                               validate_count: int = DYNAMIC_VALIDATE_COUNT, seq_len: int = SEQ_LEN,
-                              tolerance: float = PARITY_TOLERANCE, cls_only_last_layer: bool = True) -> ExportReport:
+                              tolerance: Optional[float] = None, cls_only_last_layer: bool = True,
+                              head: Optional[str] = None) -> ExportReport:
     """TinyBERT_dyn.onnx and TinyBERT_sim_dyn.onnx (dynamic batch and sequence), validated at several
     lengths and batch sizes before either lands. The static export stays what atc and trtexec get."""
     from .layout import dynamic_onnx_name, dynamic_sim_onnx_name
 
-    checkpoint, model = load_model(checkpoint_dir, cls_only_last_layer=cls_only_last_layer)
+    checkpoint, model = load_model(checkpoint_dir, cls_only_last_layer=cls_only_last_layer, head=head)
+    tolerance = checkpoint.spec.tolerance if tolerance is None else tolerance
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     final_plain, final_sim = out_dir / dynamic_onnx_name(), out_dir / dynamic_sim_onnx_name()
     feats, source = validation_inputs(checkpoint, tsv_path, validate_count, seq_len)
-    diffs = {}
+    references = parity_references(checkpoint, model)
+    worst = {name: {} for name in references}  # name -> final path -> max diff
     with staged_file(final_plain) as plain, staged_file(final_sim) as sim:
         export_onnx(model, plain, None, seq_len=seq_len, opset=opset, dynamic=True)
         simplify_onnx(plain, sim)
         for staged, final in ((plain, final_plain), (sim, final_sim)):
             check_contract(staged, None, checkpoint.config.num_labels, seq_len)
             check_dynamic_axes(staged)
-            diffs[final] = max_logit_difference_dynamic(textbook_reference(model), staged, feats)
-            (length, batch), value = max(diffs[final].items(), key=lambda item: item[1])
-            if not value <= tolerance:
-                raise ExportError(f"{final}: max |logit difference| vs PyTorch {value:.3g} at length {length}, "
-                                  f"batch {batch} exceeds {tolerance:g}")
-    checked = sorted({length for length, _ in diffs[final_plain]})
+            for name, reference in references.items():
+                diffs = max_logit_difference_dynamic(reference, staged, feats)
+                (length, batch), value = max(diffs.items(), key=lambda item: item[1])
+                check_parity(final, value, tolerance, name, f" at length {length}, batch {batch}")
+                worst[name][final] = value
+            stamp_metadata(staged, checkpoint)
+    checked = sorted({min(n, seq_len) for n in DYNAMIC_CHECK_LENGTHS})
     source += f", cropped to lengths {', '.join(map(str, checked))} at batch sizes " \
               f"{', '.join(map(str, DYNAMIC_CHECK_BATCHES))}"
-    return ExportReport(final_plain, final_sim, max(diffs[final_plain].values()), max(diffs[final_sim].values()),
-                        len(feats[INPUT_NAMES[0]]), source)
+    own = worst.pop(PYTORCH)
+    return ExportReport(final_plain, final_sim, own[final_plain], own[final_sim], len(feats[INPUT_NAMES[0]]), source,
+                        checkpoint.spec.describe(), {n: (d[final_plain], d[final_sim]) for n, d in worst.items()})

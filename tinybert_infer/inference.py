@@ -20,7 +20,7 @@ import numpy as np
 
 from .backends.base import Backend
 from .data import list_input_files, read_sample
-from .errors import DataError, UsageError
+from .errors import DataError, PipelineError, UsageError
 from .fsutil import JsonSpool, discard_dir
 from .layout import SEQ_LEN, output_file_name
 from .progress import progress
@@ -78,6 +78,15 @@ class Slot:
     infiles: List[str]
 
 
+def check_finite_outputs(logits: np.ndarray, slots: Sequence[Slot]) -> None:
+    """NaN/inf logits score as label 0 without a sign: the run stops at the first one (its folder goes)."""
+    for slot in slots:
+        row = np.asarray(logits[slot.row])
+        if not np.all(np.isfinite(row)):
+            raise PipelineError(f"{slot.infiles[0]}: non-finite model output {row.tolist()} for sample "
+                                f"{slot.index}; the model is broken (no results were written)")
+
+
 def check_run_options(outfmt: str, loop: int, warmup_count: int) -> str:
     outfmt = outfmt.upper()
     if outfmt not in OUTFMTS:
@@ -120,6 +129,7 @@ def execute(backend: Backend, batches: Iterator[Tuple[dict, List[Slot]]], output
         try:
             with progress(total=total, desc=desc, unit="sample", enabled=show_progress) as bar:
                 for slots, logits in _run_all(backend, itertools.chain([first], batches), loop, times):
+                    check_finite_outputs(logits, slots)
                     for slot in slots:
                         out_name = output_file_name(slot.input_name, 0, outfmt)
                         write_output(result_dir / out_name, logits[slot.row:slot.row + 1], outfmt)

@@ -10,7 +10,7 @@ from typing import Optional
 import numpy as np
 from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
 
-from .data import read_manifest
+from .data import check_inputs_tokenizer, read_manifest
 from .errors import DataError, ResultError
 from .fsutil import staged_file, write_json_atomic
 from .results import metrics_path, predictions_path, read_logits, read_summary_value
@@ -60,6 +60,7 @@ def _check_consistency(result_dir: Path, manifest: dict) -> None:
             f"{result_dir}: {outputs} output files but the manifest describes {manifest['count']} samples "
             f"(results of another input set?)"
         )
+    check_inputs_tokenizer(result_dir, manifest, read_summary_value(result_dir, "model_tokenizer"), ResultError)
     recorded = read_summary_value(result_dir, "inputs_manifest_sha256")
     if recorded and manifest.get("_sha256") and recorded != manifest["_sha256"]:
         raise ResultError(

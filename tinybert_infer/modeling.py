@@ -27,6 +27,7 @@ class TinyBertConfig:
     num_labels: int
     hidden_act: str = "gelu"
     layer_norm_eps: float = 1e-12
+    relu_head: bool = True  # TinyBERT's head; False: transformers' BertForSequenceClassification (specs.py)
 
     @property
     def head_size(self) -> int:
@@ -187,7 +188,8 @@ class BertModel(nn.Module):
 
 
 class TinyBertForSequenceClassification(nn.Module):
-    """TinyBERT's head: logits = classifier(relu(pooled_output)) (not HF's dropout+linear head)."""
+    """TinyBERT's head: logits = classifier(relu(pooled_output)); with cfg.relu_head False, transformers' head
+    classifier(pooled_output) (its dropout is the identity in eval mode). The encoder is the same for both."""
 
     def __init__(self, cfg: TinyBertConfig, cls_only_last_layer: bool = True):
         super().__init__()
@@ -196,4 +198,5 @@ class TinyBertForSequenceClassification(nn.Module):
         self.classifier = nn.Linear(cfg.hidden_size, cfg.num_labels)
 
     def forward(self, input_ids, segment_ids, input_mask):
-        return self.classifier(torch.relu(self.bert(input_ids, segment_ids, input_mask)))
+        pooled = self.bert(input_ids, segment_ids, input_mask)
+        return self.classifier(torch.relu(pooled) if self.config.relu_head else pooled)

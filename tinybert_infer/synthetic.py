@@ -60,3 +60,27 @@ def write_random_checkpoint(folder, *, num_labels=2, seed=0, words=(), safetenso
         torch.save(state, str(folder / "pytorch_model.bin"))
     (folder / "vocab.txt").write_text("\n".join(synthetic_vocab(dims["vocab_size"], words)) + "\n")
     return folder
+
+
+def write_random_hf_checkpoint(folder, *, num_labels=2, seed=0, words=(), do_lower_case=True, max_shard_size=None,
+                               **shape) -> Path:
+    """A randomly initialised transformers BertForSequenceClassification and its BertTokenizer, written with
+    save_pretrained (config.json with architectures, model.safetensors, tokenizer.json, tokenizer_config.json;
+    no vocab.txt), as a Hugging Face user's folder looks."""
+    from transformers import BertConfig, BertForSequenceClassification, BertTokenizer
+
+    folder = Path(folder)
+    dims = dict(vocab_size=200, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                intermediate_size=64, max_position_embeddings=128, type_vocab_size=2)
+    dims.update(shape)
+    torch.manual_seed(seed)
+    model = BertForSequenceClassification(BertConfig(num_labels=num_labels, **dims)).eval()
+    with torch.no_grad():  # wider than the default init so random models give varied predictions
+        for name, p in model.named_parameters():
+            if "LayerNorm" not in name:
+                p.normal_(0.0, 0.2)
+    model.save_pretrained(str(folder), **({"max_shard_size": max_shard_size} if max_shard_size else {}))
+    tokens = synthetic_vocab(dims["vocab_size"], ["[MASK]", *words])
+    tokenizer = BertTokenizer(vocab={t: i for i, t in enumerate(tokens)}, do_lower_case=do_lower_case)
+    tokenizer.save_pretrained(str(folder))
+    return folder

@@ -8,10 +8,14 @@ BACKENDS = ("auto", "onnxruntime", "openvino", "torch", "ort-cuda", "ort-trt")  
 
 
 def make_backend(name: str, *, onnx_path=None, checkpoint_dir=None, batch_size=None, threads=None,
-                 precision: str = "fp32", streams: int = 1) -> Backend:
-    """streams: OpenVINO execution streams (batches in flight); other runtimes take 1 only."""
+                 precision: str = "fp32", streams: int = 1, head=None) -> Backend:
+    """streams: OpenVINO execution streams (batches in flight); other runtimes take 1 only.
+    head: the classifier head (specs.py) for the PyTorch backend; an exported graph has its own built in."""
     from ..errors import UsageError
 
+    if head is not None and name != "torch":
+        raise UsageError(f"--head applies to --backend torch only: an exported graph has its head built in "
+                         f"(give --head to export instead)")
     if streams != 1 and name != "openvino":
         raise UsageError(f"--streams {streams}: only --backend openvino runs several batches at once")
     if name == "auto":  # the fastest artefact of this precision, measured here (tinybert_infer/select.py)
@@ -36,7 +40,7 @@ def make_backend(name: str, *, onnx_path=None, checkpoint_dir=None, batch_size=N
     if name == "torch":
         from .torch_eager import TorchBackend
 
-        return TorchBackend(checkpoint_dir, batch_size=batch_size, threads=threads)
+        return TorchBackend(checkpoint_dir, batch_size=batch_size, threads=threads, head=head)
     from .gpu import GPU_PROVIDERS, canonical_name
 
     if canonical_name(name) in GPU_PROVIDERS:

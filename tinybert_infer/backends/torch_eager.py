@@ -14,10 +14,11 @@ from .base import Backend
 class TorchBackend(Backend):
     name = "torch"
 
-    def __init__(self, checkpoint_dir, *, batch_size: Optional[int] = None, threads: Optional[int] = None):
+    def __init__(self, checkpoint_dir, *, batch_size: Optional[int] = None, threads: Optional[int] = None,
+                 head: Optional[str] = None):
         if threads:
             torch.set_num_threads(threads)
-        self.checkpoint, self.model = load_model(checkpoint_dir)
+        self.checkpoint, self.model = load_model(checkpoint_dir, head=head)
         self.batch_size = batch_size
         self.threads = threads
 
@@ -28,6 +29,6 @@ class TorchBackend(Backend):
 
     def describe(self) -> dict:
         info = super().describe()
-        info.update(artefact=str(self.checkpoint.weights_file), torch=torch.__version__,
+        info.update(artefact=str(self.checkpoint.weights_file), torch=torch.__version__, head=self.checkpoint.spec.name,
                     threads=self.threads or torch.get_num_threads())
         return info

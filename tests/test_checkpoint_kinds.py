@@ -1,0 +1,369 @@
+"""The checkpoints users bring (issue 12): Hugging Face BertForSequenceClassification folders with their own head
+and tokenizer settings, Hugging Face cache and sharded layouts, and nothing non-finite.
+
+Hugging Face checkpoints are written on the fly with transformers' own save_pretrained; the expected labels
+come from transformers' own forward and tokenizer, loaded offline from the folder."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import SENTENCES, WORDS, write_tsv
+from error_helpers import assert_error, run_main
+from tinybert_infer.checkpoint import load_model, read_checkpoint
+from tinybert_infer.errors import CheckpointError, DataError, ExportError, PipelineError, ResultError
+from tinybert_infer.synthetic import write_random_checkpoint, write_random_hf_checkpoint
+
+INPUTS = ("input_ids", "segment_ids", "input_mask")
+CASED_WORDS = ["Good", "MOVIE", "Film", "É", "##É", "It", "The"]
+
+
+@pytest.fixture(scope="module")
+def hf_checkpoint(tmp_path_factory) -> Path:
+    return write_random_hf_checkpoint(tmp_path_factory.mktemp("hf") / "hf_model", words=WORDS, seed=4)
+
+
+@pytest.fixture(scope="module")
+def cased_checkpoint(tmp_path_factory) -> Path:
+    return write_random_hf_checkpoint(tmp_path_factory.mktemp("cased") / "cased_model", words=WORDS + CASED_WORDS,
+                                      seed=5, do_lower_case=False)
+
+
+def transformers_reference(folder: Path, texts):
+    """Labels and logits as transformers computes them from the folder alone (offline)."""
+    from transformers import BertForSequenceClassification, BertTokenizer
+
+    tokenizer = BertTokenizer.from_pretrained(str(folder), local_files_only=True)
+    model = BertForSequenceClassification.from_pretrained(str(folder), local_files_only=True).eval()
+    enc = tokenizer(list(texts), max_length=64, truncation=True, padding="max_length", return_tensors="pt")
+    with torch.inference_mode():
+        logits = model(**enc).logits.numpy()
+    return logits.argmax(1), logits, enc
+
+
+def result_labels(result_dir: Path, count: int) -> np.ndarray:
+    from tinybert_infer.results import read_output
+
+    return np.array([read_output(result_dir / f"input{i}_0.txt").argmax() for i in range(count)])
+
+
+def run_pipeline(model_dir: Path, work: Path, tsv: Path, backend: str = "onnxruntime", export_args=()):
+    """export, preprocess, infer, postprocess through the CLI; returns (export stdout, result folder, summary)."""
+    code, out_export, err = run_main("export", "--batch_size", "4", "--model_dir", model_dir, "--data_dir",
+                                     tsv.parent, "--output_dir", work, *export_args)
+    assert code == 0, err
+    code, _, err = run_main("preprocess", "--tsv", tsv, "--model_dir", model_dir, "--output_dir", work / "bert_bin")
+    assert code == 0, err
+    bins = ",".join(str(work / "bert_bin" / n) for n in INPUTS)
+    code, out, err = run_main("infer", "--backend", backend, "--model", work / "TinyBERT_sim_bs4.onnx", "--batchsize",
+                              "4", "--model_dir", model_dir, "--input", bins, "--output", work / "result",
+                              "--outfmt", "TXT", "--output_dirname", backend)
+    assert code == 0, err
+    result_dir = work / "result" / backend
+    code, out_post, err = run_main("postprocess", "--result_dir", result_dir, "--bin_dir", work / "bert_bin")
+    assert code == 0, err
+    summary = json.loads((work / "result" / f"{backend}_summary.json").read_text())
+    return out_export, result_dir, summary, out_post
+
+
+# ---------------------------------------------------------------- heads, whole pipeline
+@pytest.mark.parametrize("backend", ["onnxruntime", "torch"])
+def test_hf_checkpoint_gives_transformers_labels_through_the_pipeline(tmp_path, hf_checkpoint, tiny_tsv, backend):
+    texts = [s for s, _ in SENTENCES]
+    want, want_logits, _ = transformers_reference(hf_checkpoint, texts)
+    out_export, result_dir, summary, out_post = run_pipeline(hf_checkpoint, tmp_path, tiny_tsv, backend)
+    assert "head: hf: classifier(pooler)" in out_export
+    assert "max |logit diff| vs transformers BertForSequenceClassification = " in out_export
+    assert summary["head"] == "hf"
+    got = result_labels(result_dir, len(texts))
+    assert got.tolist() == want.tolist()
+    accuracy = np.mean(want == np.array([int(label) for _, label in SENTENCES]))
+    assert f"acc:{accuracy:.4f}" in out_post
+    # TinyBERT's head on the same weights gives other logits: the head really is decided, not assumed.
+    _, tinybert_head = load_model(hf_checkpoint, head="tinybert")
+    enc = transformers_reference(hf_checkpoint, texts)[2]
+    with torch.inference_mode():
+        other = tinybert_head(enc["input_ids"], enc["token_type_ids"], enc["attention_mask"]).numpy()
+    assert np.max(np.abs(other - want_logits)) > 1e-2
+
+
+def test_tinybert_checkpoint_keeps_its_relu_head_through_the_pipeline(tmp_path, tiny_checkpoint, tiny_tsv):
+    from tinybert_infer.data import encode, make_tokenizer
+
+    out_export, result_dir, summary, _ = run_pipeline(tiny_checkpoint, tmp_path, tiny_tsv)
+    assert "head: tinybert: classifier(relu(pooler))" in out_export
+    assert "transformers" not in out_export
+    assert summary["head"] == "tinybert"
+    checkpoint, model = load_model(tiny_checkpoint)
+    assert checkpoint.spec.name == "tinybert" and model.config.relu_head
+    feats = encode(make_tokenizer(checkpoint.vocab_file), [s for s, _ in SENTENCES])
+    with torch.inference_mode():
+        want = model(*(torch.from_numpy(feats[n]) for n in INPUTS)).numpy().argmax(1)
+    assert result_labels(result_dir, len(SENTENCES)).tolist() == want.tolist()
+
+
+@pytest.mark.parametrize("cls_only_last_layer", [True, False], ids=["cls-only-last-layer", "full-last-layer"])
+def test_hf_head_module_matches_transformers_forward(hf_checkpoint, cls_only_last_layer):
+    from transformers import BertForSequenceClassification
+
+    checkpoint, model = load_model(hf_checkpoint, cls_only_last_layer=cls_only_last_layer)
+    assert checkpoint.spec.name == "hf" and not model.config.relu_head
+    theirs = BertForSequenceClassification.from_pretrained(str(hf_checkpoint), local_files_only=True).eval()
+    rng = np.random.default_rng(0)
+    lengths = np.array([1, 5, 17, 64, 30, 2])
+    mask = torch.from_numpy((np.arange(64)[None] < lengths[:, None]).astype(np.int64))
+    ids = torch.from_numpy(rng.integers(0, checkpoint.config.vocab_size, (6, 64))) * mask
+    seg = torch.from_numpy(rng.integers(0, 2, (6, 64))) * mask
+    with torch.inference_mode():
+        diff = model(ids, seg, mask) - theirs(input_ids=ids, token_type_ids=seg, attention_mask=mask).logits
+    assert torch.max(torch.abs(diff)).item() < 1e-5
+
+
+def test_dynamic_export_of_hf_checkpoint_is_checked_against_transformers(tmp_path, hf_checkpoint, tiny_tsv):
+    code, out, err = run_main("export", "--dynamic", "--model_dir", hf_checkpoint, "--data_dir", tiny_tsv.parent,
+                              "--output_dir", tmp_path, "--validate_count", "4")
+    assert code == 0, err
+    assert "head: hf" in out and "TinyBERT_sim_dyn.onnx: max |logit diff| vs transformers" in out
+    from tinybert_infer.specs import METADATA_HEAD, read_onnx_metadata
+
+    assert read_onnx_metadata(tmp_path / "TinyBERT_sim_dyn.onnx")[METADATA_HEAD] == "hf"
+
+
+def test_undecidable_head_is_refused_naming_the_flag(tmp_path, hf_checkpoint, tiny_tsv):
+    folder = Path(shutil.copytree(hf_checkpoint, tmp_path / "ck"))
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps(dict(config, architectures=["BertForMaskedLM"])))
+    out = tmp_path / "out"
+    code, _, err = run_main("export", "--batch_size", "1", "--model_dir", folder, "--data_dir", tiny_tsv.parent,
+                            "--output_dir", out)
+    assert_error(code, err, CheckpointError.exit_code, "config.json", "BertForMaskedLM", "--head tinybert",
+                 "--head hf")
+    assert not out.exists() or not list(out.iterdir())
+    code, stdout, err = run_main("export", "--batch_size", "1", "--model_dir", folder, "--data_dir", tiny_tsv.parent,
+                                 "--output_dir", out, "--head", "hf")
+    assert code == 0, err
+    assert "head: hf" in stdout
+
+
+def test_head_flag_is_refused_for_an_exported_graph(tmp_path, tiny_checkpoint):
+    code, _, err = run_main("infer", "--backend", "onnxruntime", "--model", tmp_path / "x.onnx", "--head", "hf")
+    assert_error(code, err, 2, "--head applies to --backend torch")
+
+
+@pytest.mark.parametrize("key, value", [("position_embedding_type", "relative_key"), ("model_type", "roberta"),
+                                        ("is_decoder", True), ("problem_type", "regression")])
+def test_configs_the_encoder_does_not_compute_are_refused(tmp_path, hf_checkpoint, key, value):
+    folder = Path(shutil.copytree(hf_checkpoint, tmp_path / "ck"))
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps(dict(config, **{key: value})))
+    with pytest.raises(CheckpointError, match=f"{key} .* not supported"):
+        read_checkpoint(folder)
+
+
+# ---------------------------------------------------------------- tokenizer settings
+def test_cased_checkpoint_gives_transformers_tokenisation_byte_for_byte(tmp_path, cased_checkpoint):
+    rows = SENTENCES + [("Good MOVIE , The Film", "1"), ("Émile's É film", "0")]
+    tsv = write_tsv(tmp_path / "dev.tsv", rows)
+    assert not (cased_checkpoint / "vocab.txt").exists()  # the vocabulary is tokenizer.json's
+    code, _, err = run_main("preprocess", "--tsv", tsv, "--model_dir", cased_checkpoint, "--output_dir",
+                            tmp_path / "bert_bin")
+    assert code == 0, err
+    _, _, enc = transformers_reference(cased_checkpoint, [s for s, _ in rows])
+    want = {"input_ids": enc["input_ids"], "segment_ids": enc["token_type_ids"], "input_mask": enc["attention_mask"]}
+    for name in INPUTS:
+        for i in range(len(rows)):
+            got = (tmp_path / "bert_bin" / name / f"input{i}.bin").read_bytes()
+            assert got == want[name][i].numpy().astype(np.int64).tobytes(), (name, i)
+    ids = enc["input_ids"][len(rows) - 2].tolist()
+    from transformers import BertTokenizer
+
+    tok = BertTokenizer.from_pretrained(str(cased_checkpoint), local_files_only=True)
+    assert tok.convert_tokens_to_ids("Good") in ids and tok.convert_tokens_to_ids("MOVIE") in ids  # really cased
+    manifest = json.loads((tmp_path / "bert_bin" / "manifest.json").read_text())
+    assert manifest["tokenizer"] == {"do_lower_case": False, "strip_accents": False, "tokenize_chinese_chars": True}
+
+
+def test_inputs_tokenised_with_other_settings_are_refused(tmp_path, cased_checkpoint, tiny_tsv):
+    """Lower-cased inputs for a cased model: inference refuses them (exit 4, no result folder), and so does
+    postprocessing for a run made on the right inputs but scored against the wrong ones."""
+    lower = Path(shutil.copytree(cased_checkpoint, tmp_path / "lower"))
+    config = json.loads((lower / "tokenizer_config.json").read_text())
+    (lower / "tokenizer_config.json").write_text(json.dumps(dict(config, do_lower_case=True)))
+    for folder, bins in ((cased_checkpoint, "cased_bin"), (lower, "lower_bin")):
+        code, _, err = run_main("preprocess", "--tsv", tiny_tsv, "--model_dir", folder, "--output_dir", tmp_path / bins)
+        assert code == 0, err
+
+    def infer(bins, name):
+        dirs = ",".join(str(tmp_path / bins / n) for n in INPUTS)
+        return run_main("infer", "--backend", "torch", "--batchsize", "4", "--model_dir", cased_checkpoint,
+                        "--input", dirs, "--output", tmp_path / "result", "--output_dirname", name, "--outfmt", "TXT")
+
+    code, _, err = infer("lower_bin", "wrong")
+    assert_error(code, err, DataError.exit_code, "manifest.json", "do_lower_case=true",
+                 "model's tokenizer uses do_lower_case=false")
+    assert not (tmp_path / "result" / "wrong").exists()
+    code, _, err = infer("cased_bin", "right")
+    assert code == 0, err
+    code, _, err = run_main("postprocess", "--result_dir", tmp_path / "result" / "right", "--bin_dir",
+                            tmp_path / "lower_bin")
+    assert_error(code, err, ResultError.exit_code, "tokenised with do_lower_case=true")
+    code, _, err = run_main("postprocess", "--result_dir", tmp_path / "result" / "right", "--bin_dir",
+                            tmp_path / "cased_bin")
+    assert code == 0, err
+
+
+def test_tokenizer_config_settings_are_read_like_transformers(tmp_path, tiny_checkpoint):
+    from transformers import BertTokenizer
+
+    from tinybert_infer.data import make_tokenizer
+
+    folder = Path(shutil.copytree(tiny_checkpoint, tmp_path / "ck"))
+    text = "Émile's MOVIE"
+    assert make_tokenizer(folder / "vocab.txt").tokenize(text) == \
+        BertTokenizer.from_pretrained(str(folder), local_files_only=True).tokenize(text)  # no config: lower case
+    (folder / "tokenizer_config.json").write_text(json.dumps({"do_lower_case": True, "strip_accents": False}))
+    ours = make_tokenizer(folder / "vocab.txt").tokenize(text)
+    assert ours == BertTokenizer.from_pretrained(str(folder), local_files_only=True).tokenize(text)
+    assert ours[0] != "e"  # the accent was kept
+    (folder / "tokenizer_config.json").write_text(json.dumps({"do_lower_case": "no"}))
+    with pytest.raises(CheckpointError, match="do_lower_case' must be true or false"):
+        make_tokenizer(folder / "vocab.txt")
+
+
+# ---------------------------------------------------------------- folder layouts
+def _as_hf_cache(src: Path, root: Path) -> Path:
+    """models--org--name/{blobs,snapshots/<hash>,refs/main} with the snapshot's files symlinked into blobs/."""
+    entry = root / "models--org--tiny-sst2"
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    (entry / "blobs").mkdir(parents=True)
+    (entry / "snapshots" / commit).mkdir(parents=True)
+    (entry / "refs").mkdir()
+    (entry / "refs" / "main").write_text(commit)
+    for i, path in enumerate(sorted(src.iterdir())):
+        blob = entry / "blobs" / f"blob{i:04d}"
+        shutil.copyfile(path, blob)
+        os.symlink(os.path.join("..", "..", "blobs", blob.name), entry / "snapshots" / commit / path.name)
+    return entry
+
+
+def test_hugging_face_cache_entry_and_snapshot_folder_load(tmp_path, hf_checkpoint, tiny_tsv):
+    entry = _as_hf_cache(hf_checkpoint, tmp_path / "hub")
+    snapshot = next((entry / "snapshots").iterdir())
+    direct = read_checkpoint(hf_checkpoint)
+    for folder in (entry, snapshot):
+        checkpoint = read_checkpoint(folder)
+        assert checkpoint.folder == snapshot and checkpoint.spec.name == "hf"
+        assert all(torch.equal(direct.state_dict[k], v) for k, v in checkpoint.state_dict.items())
+    code, _, err = run_main("preprocess", "--tsv", tiny_tsv, "--model_dir", entry, "--output_dir", tmp_path / "bb")
+    assert code == 0, err
+    (entry / "refs" / "main").write_text("f" * 40)
+    with pytest.raises(CheckpointError, match="names snapshot"):
+        read_checkpoint(entry)
+
+
+def test_sharded_safetensors_load_like_one_file(tmp_path, hf_checkpoint):
+    sharded = write_random_hf_checkpoint(tmp_path / "sharded", words=WORDS, seed=4, max_shard_size=20000)
+    shards = sorted(p.name for p in sharded.glob("model-*.safetensors"))
+    assert len(shards) > 2 and (sharded / "model.safetensors.index.json").is_file()
+    whole, parts = read_checkpoint(hf_checkpoint), read_checkpoint(sharded)
+    assert parts.weights_file.name == "model.safetensors.index.json"
+    assert sorted(whole.state_dict) == sorted(parts.state_dict)
+    assert all(torch.equal(whole.state_dict[k], parts.state_dict[k]) for k in whole.state_dict)
+    (sharded / shards[1]).unlink()
+    with pytest.raises(CheckpointError, match=f"shard '{shards[1]}' not found"):
+        read_checkpoint(sharded)
+
+
+# ---------------------------------------------------------------- nothing non-finite
+@pytest.mark.parametrize("safetensors", [True, False], ids=["safetensors", "pytorch_model.bin"])
+@pytest.mark.parametrize("bad", [math.nan, math.inf])
+def test_non_finite_weights_are_refused_at_load(tmp_path, tiny_tsv, safetensors, bad):
+    folder = write_random_checkpoint(tmp_path / "ck", safetensors=safetensors, seed=2)
+    weights = folder / ("model.safetensors" if safetensors else "pytorch_model.bin")
+    if safetensors:
+        from safetensors.torch import load_file, save_file
+
+        state = load_file(str(weights))
+    else:
+        state = torch.load(str(weights), weights_only=True)
+    name = "bert.encoder.layer.1.attention.self.key.weight"
+    state[name][3, 5] = bad
+    save_file(state, str(weights)) if safetensors else torch.save(state, str(weights))
+    out = tmp_path / "out"
+    code, _, err = run_main("export", "--batch_size", "1", "--model_dir", folder, "--data_dir", tiny_tsv.parent,
+                            "--output_dir", out)
+    assert_error(code, err, CheckpointError.exit_code, weights.name, f"tensor '{name}' holds NaN or inf")
+    assert not out.exists() or not list(out.iterdir())
+
+
+def test_parity_check_fails_on_non_finite_logits(tmp_path, tiny_checkpoint, tiny_tsv, monkeypatch):
+    from tinybert_infer import export
+    from tinybert_infer.export import export_checkpoint, logit_difference
+
+    nan = np.array([[np.nan, 0.0]])
+    assert logit_difference(nan, nan) == math.inf
+    assert logit_difference(np.zeros((1, 2)), np.array([[np.inf, 0.0]])) == math.inf
+    assert logit_difference(np.zeros((1, 2)), np.ones((1, 2))) == 1.0
+
+    def broken(folder, **kwargs):  # finite weights whose logits overflow: what the load check cannot see
+        checkpoint, model = load_model(folder, **kwargs)
+        with torch.no_grad():
+            model.classifier.bias.fill_(math.inf)
+        return checkpoint, model
+
+    monkeypatch.setattr(export, "load_model", broken)
+    with pytest.raises(ExportError, match="non-finite logits"):
+        export_checkpoint(tiny_checkpoint, 2, tmp_path, tsv_path=tiny_tsv)
+    assert list(tmp_path.glob("*.onnx")) == [] and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+class _NanAfter:
+    """A backend whose sample `bad` comes out NaN (the batch it is in has run before, so results exist)."""
+
+    name = "nan-stub"
+    batch_size = 4
+    seq_len = None
+    input_names = INPUTS
+
+    def __init__(self, bad: int):
+        self.bad, self.calls = bad, 0
+
+    def run(self, feeds):
+        out = np.zeros((len(feeds["input_ids"]), 2), np.float32)
+        return out
+
+    def run_pipelined(self, items):
+        for batch, (feeds, slots) in enumerate(items):
+            out = self.run(feeds)
+            for slot in slots:
+                if slot.index == self.bad:
+                    out[slot.row] = np.nan
+            yield slots, out, 1.0
+
+    def describe(self):
+        return {"backend": self.name}
+
+    def close(self):
+        pass
+
+
+def test_non_finite_output_stops_inference_and_leaves_no_result_folder(tmp_path, tiny_checkpoint, tiny_tsv,
+                                                                       monkeypatch):
+    from tinybert_infer import backends
+    from tinybert_infer.data import preprocess
+
+    preprocess(tiny_tsv, tiny_checkpoint / "vocab.txt", tmp_path / "bert_bin", show_progress=False)
+    monkeypatch.setattr(backends, "make_backend", lambda *a, **k: _NanAfter(bad=6))
+    dirs = ",".join(str(tmp_path / "bert_bin" / n) for n in INPUTS)
+    code, _, err = run_main("infer", "--backend", "onnxruntime", "--model", tmp_path / "m.onnx", "--input", dirs,
+                            "--output", tmp_path / "result", "--outfmt", "TXT")
+    assert_error(code, err, PipelineError.exit_code, "input6.bin", "non-finite model output", "sample 6")
+    assert sorted(os.listdir(tmp_path / "result")) == []  # no folder, no summary, no spool
