@@ -21,6 +21,9 @@ from .progress import progress
 from .tsv import TsvReader
 
 MANIFEST_FORMAT = "tinybert-infer-inputs/1"
+# Per-sample file dtypes: int64 (ModelZoo's, what the exported ONNX takes) or int32, for an OM whose inputs atc
+# made int32 (ais_bench feeds raw bytes in the OM's own dtype). Readers tell them apart by the file size.
+FILE_DTYPES = ("int64", "int32")
 CHUNK = 512  # sentences tokenised per call: bounded memory, fast-tokenizer batching
 
 
@@ -73,13 +76,18 @@ class PreprocessReport:
 
 
 def preprocess(tsv_path, vocab_file, out_dir, *, max_seq_length: int = SEQ_LEN,
-               label_set: Optional[Sequence[str]] = ("0", "1"), show_progress: bool = True) -> PreprocessReport:
+               label_set: Optional[Sequence[str]] = ("0", "1"), show_progress: bool = True,
+               dtype: str = "int64") -> PreprocessReport:
     """Stream the TSV into out_dir/{input_ids,segment_ids,input_mask}/input<i>.bin and out_dir/manifest.json.
+
+    dtype: the files' integer type (FILE_DTYPES), recorded in the manifest.
 
     Everything is built in a sibling folder and moved into place only when complete.
     """
     if max_seq_length < 2:
         raise DataError(f"max_seq_length must be at least 2, got {max_seq_length}")
+    if dtype not in FILE_DTYPES:
+        raise DataError(f"--dtype {dtype!r}: use one of {', '.join(FILE_DTYPES)}")
     tokenizer = make_tokenizer(vocab_file)
     reader = TsvReader(tsv_path, label_set=label_set)
     out_dir = Path(out_dir)
@@ -94,7 +102,7 @@ def preprocess(tsv_path, vocab_file, out_dir, *, max_seq_length: int = SEQ_LEN,
                 for row, ex in enumerate(chunk):
                     fname = sample_file_name(count)
                     for name in INPUT_NAMES:
-                        features[name][row].tofile(stage / name / fname)
+                        features[name][row].astype(dtype).tofile(stage / name / fname)
                     if ex.label is not None:
                         labels.add(int(ex.label) if ex.label.isdigit() else ex.label)
                     if ex.guid is not None:
@@ -106,7 +114,7 @@ def preprocess(tsv_path, vocab_file, out_dir, *, max_seq_length: int = SEQ_LEN,
             "format": MANIFEST_FORMAT,
             "count": count,
             "max_seq_length": max_seq_length,
-            "dtype": "int64",
+            "dtype": dtype,
             "inputs": list(INPUT_NAMES),
             "file_pattern": sample_file_name(0).replace("0", "{index}"),
             "real_tokens": real_tokens,
@@ -206,13 +214,15 @@ def list_input_files(folder) -> Sequence[str]:
 
 
 def read_sample(path, seq_len: Optional[int] = None) -> np.ndarray:
-    """One per-sample int64 file (.bin raw, or .npy without pickles)."""
+    """One per-sample token-id file (.bin raw int64, or int32 when seq_len says so by its size; .npy without
+    pickles), as int64."""
     path = Path(path)
     try:
         if path.suffix.lower() == ".npy":
             arr = np.load(path, allow_pickle=False)
         else:
-            arr = np.fromfile(path, dtype=np.int64)
+            int32 = seq_len is not None and path.stat().st_size == seq_len * 4
+            arr = np.fromfile(path, dtype=np.int32 if int32 else np.int64)
     except (OSError, ValueError) as exc:
         raise DataError(f"{path}: unreadable input file ({exc})") from None
     if arr.dtype.kind not in "iu":
