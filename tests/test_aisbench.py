@@ -374,3 +374,37 @@ def test_run_all_with_a_chip_and_no_cann_stops_in_one_line(tmp_path, tiny_checkp
     [line] = proc.stderr.strip().splitlines()
     assert line.startswith("error: CHIP 310P3 given, but no CANN toolkit found")
     assert proc.stdout == "" and list(work.iterdir()) == []
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (SHARED / "SST-2_model").is_dir(), reason="../shared not present")
+def test_shared_model_with_an_int32_om_is_right_or_refused_and_concurrent_runs_stay_apart(tmp_path):
+    """Issue 14's acceptance on the real checkpoint: an OM with int32 inputs at BS 1, 16, 64 either scores
+    the oracle's accuracy or stops with one line and a non-zero exit; two runs started together both score it."""
+    oracle = json.loads((SHARED / "reference" / "sst2_dev_reference_predictions.json").read_text())
+    env = tool_env(tmp_path, TINYBERT_MODEL_DIR=SHARED / "SST-2_model", TINYBERT_DATA_DIR=SHARED / "glue_dir" / "SST-2",
+                   ATC_STUB_INPUT_DTYPE="int32")
+    work = tmp_path / "work"
+    work.mkdir()
+    assert script("preprocess_data.sh", cwd=work, env=env).returncode == 0  # ModelZoo's int64 files
+    for bs in (1, 16, 64):
+        for stage, args in (("pth2onnx.sh", [bs]), ("onnx2om.sh", [bs, "310P3"])):
+            proc = script(stage, *args, cwd=work, env=env, timeout=1200)
+            assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+        refused = script("ais_inference.sh", bs, cwd=work, env=env)
+        assert refused.returncode == 4 and "test/preprocess_data.sh --dtype int32" in refused.stderr, refused.stderr
+        assert len(refused.stderr.strip().splitlines()) == 1
+    assert script("preprocess_data.sh", "--dtype", "int32", cwd=work, env=env).returncode == 0
+    for bs in (1, 16, 64):
+        runs = [subprocess.Popen(["bash", str(ROOT / "test" / "ais_inference.sh"), str(bs)], cwd=work, env=env,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                for _ in range(2 if bs == 16 else 1)]
+        outs = [r.communicate(timeout=1200) for r in runs]
+        assert [r.returncode for r in runs] == [0] * len(runs), outs
+        folders = {reported_folder(out) for out, _ in outs}
+        assert len(folders) == len(runs)
+        for folder in folders:
+            post = script("postprocess_data.sh", folder, cwd=work, env=env)
+            assert accuracy_line(post) == f"acc:{oracle['accuracy']:.4f}", (bs, folder)
+            preds = [int(np.argmax(np.loadtxt(work / "result" / folder / f"input{i}_0.txt"))) for i in range(oracle["n"])]
+            assert preds == oracle["preds"], (bs, folder)
