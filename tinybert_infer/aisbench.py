@@ -24,7 +24,7 @@ from typing import List, Optional, Sequence
 
 from .errors import DataError, ToolError, UsageError
 from .fsutil import discard_dir
-from .layout import DEFAULT_BIN_DIR, DEFAULT_RESULT_DIR, INPUT_NAMES, MANIFEST_NAME, om_stem
+from .layout import DEFAULT_BIN_DIR, DEFAULT_RESULT_DIR, FILE_DTYPES, INPUT_NAMES, MANIFEST_NAME, om_stem
 from .results import OUTFMTS, clear_incomplete, create_result_dir, summary_path
 from .tools import command_line, run_streamed
 
@@ -34,7 +34,6 @@ _THROUGHPUT = re.compile(r"throughput\b.*?:\s*([-+0-9.eE]+)\s*$", re.I)
 _OUTPUT_PATH = re.compile(r"\[INFO\] output path:(.+?)\s*$")
 _FILES_PER_BATCH = re.compile(r"get filesperbatch .*\bfilesperbatch:(\d+)")
 DEVICE_IDS = range(0, 256)  # ais_bench's --device range
-PREPROCESS_DTYPES = ("int64", "int32")  # what preprocessing can write (preprocess_data.sh --dtype)
 # Host-backend options (documented for test/ais_inference.sh / ais_perf.sh) that ais_bench 0.0.2 lacks.
 HOST_ONLY_OPTIONS = ("--threads", "--streams")
 
@@ -118,11 +117,12 @@ def _sample_bytes(folder: Path) -> tuple:
 
 def _inputs_dtype(input_dirs: Sequence) -> Optional[str]:
     """The dtype preprocessing recorded for these folders (their parent's manifest), if any."""
-    manifest = Path(input_dirs[0]).parent / MANIFEST_NAME
-    try:
-        return json.loads(manifest.read_text(encoding="utf-8")).get("dtype", "int64")
-    except (OSError, ValueError, AttributeError):
-        return None
+    from .data import read_manifest
+
+    bin_dir = Path(input_dirs[0]).parent
+    if not (bin_dir / MANIFEST_NAME).is_file():
+        return None  # folders made by another tool: the size check alone applies
+    return read_manifest(bin_dir).get("dtype", "int64")  # manifests before --dtype were all int64
 
 
 def check_inputs_fit(om: Path, om_inputs: Sequence[OmTensor], input_dirs: Sequence, batch_size: int) -> None:
@@ -137,7 +137,7 @@ def check_inputs_fit(om: Path, om_inputs: Sequence[OmTensor], input_dirs: Sequen
         first, size = _sample_bytes(Path(folder))
         if size * batch_size == tensor.realsize and files_dtype in (None, tensor.dtype):
             continue
-        if tensor.dtype in PREPROCESS_DTYPES and tensor.shape[:1] == [batch_size]:
+        if tensor.dtype in FILE_DTYPES and tensor.shape[:1] == [batch_size]:
             fix = f"run bash test/preprocess_data.sh --dtype {tensor.dtype} (writes bert_bin/ in the OM's dtype)"
         else:
             fix = f"convert the OM for BS {batch_size} (bash test/onnx2om.sh {batch_size} CHIP)"

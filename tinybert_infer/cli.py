@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from .errors import INTERRUPTED_EXIT, FileSystemError, PipelineError, UsageError
-from .layout import (DEFAULT_BIN_DIR, DEFAULT_OPSET, INPUT_NAMES, SEQ_LEN, default_data_dir,
+from .layout import (DEFAULT_BIN_DIR, DEFAULT_OPSET, FILE_DTYPES, INPUT_NAMES, SEQ_LEN, default_data_dir,
                      default_model_dir, sim_onnx_name)
 
 
@@ -91,7 +91,7 @@ def add_preprocess(sub):
     p.add_argument("--vocab", type=Path, default=None, help="vocab.txt (default: <model_dir>/vocab.txt)")
     p.add_argument("--output_dir", "--save_dir", type=Path, default=Path(DEFAULT_BIN_DIR))
     p.add_argument("--max_seq_length", type=positive_int, default=SEQ_LEN)
-    p.add_argument("--dtype", choices=["int64", "int32"], default="int64",
+    p.add_argument("--dtype", choices=list(FILE_DTYPES), default="int64",
                    help="file dtype: int64 (default, ModelZoo's), or int32 for an OM whose inputs atc made int32")
     p.set_defaults(func=cmd_preprocess)
 

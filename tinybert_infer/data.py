@@ -16,14 +16,11 @@ import numpy as np
 
 from .errors import DataError
 from .fsutil import JsonSpool, dump_json, file_sha256, staged_dir
-from .layout import INPUT_NAMES, MANIFEST_NAME, SEQ_LEN, natural_key, sample_file_name
+from .layout import FILE_DTYPES, INPUT_NAMES, MANIFEST_NAME, SEQ_LEN, natural_key, sample_file_name
 from .progress import progress
 from .tsv import TsvReader
 
 MANIFEST_FORMAT = "tinybert-infer-inputs/1"
-# Per-sample file dtypes: int64 (ModelZoo's, what the exported ONNX takes) or int32, for an OM whose inputs atc
-# made int32 (ais_bench feeds raw bytes in the OM's own dtype). Readers tell them apart by the file size.
-FILE_DTYPES = ("int64", "int32")
 CHUNK = 512  # sentences tokenised per call: bounded memory, fast-tokenizer batching
 
 
