@@ -5,7 +5,7 @@
 # docs/performance.md; --precision int8|bf16 for low precision; TINYBERT_BACKEND=... or --backend
 # onnxruntime|openvino|torch to name one).
 # With the ais_bench tool and TinyBERT_bs$BS.om it runs python3 -m ais_bench instead (README.md, "Hardware targets").
-USAGE="bash test/ais_inference.sh BS [--backend auto|onnxruntime|openvino|torch] [--precision fp32|int8|bf16] [--outfmt TXT|BIN|NPY] [--output_dirname NAME] [--loop N] [--warmup_count N] [--dynamic_length [--pad_multiple 8|--buckets 16,32,48,64]]"
+USAGE="bash test/ais_inference.sh BS [--backend auto|onnxruntime|openvino|torch] [--precision fp32|int8|bf16] [--outfmt TXT|BIN|NPY] [--output_dirname NAME] [--loop N] [--warmup_count N] [--device ID] [--dynamic_length [--pad_multiple 8|--buckets 16,32,48,64]]"
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 check_bs "${1:-}"
 bs="$1"; shift

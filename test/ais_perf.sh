@@ -2,7 +2,8 @@
 # Performance-only run, as ModelZoo measures it: pure inference on generated inputs, LOOP executions.
 # With ais_bench and TinyBERT_bs$BS.om (Ascend): python3 -m ais_bench --model TinyBERT_bs$BS.om --loop LOOP --batchsize BS
 # Otherwise: the host backend on TinyBERT_sim_bs$BS.onnx (infer without --input; --backend/--pure_data_type pass through).
-USAGE="bash test/ais_perf.sh BS [LOOP] [--backend NAME] [--pure_data_type zero|random] [--threads N]"
+# On the ais_bench path --pure_data_type, --warmup_count and --device are passed on; --threads (host only) is refused.
+USAGE="bash test/ais_perf.sh BS [LOOP] [--backend NAME] [--pure_data_type zero|random] [--warmup_count N] [--device ID] [--threads N]"
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 source "$(dirname "${BASH_SOURCE[0]}")/ascend_env.sh"
 check_bs "${1:-}"

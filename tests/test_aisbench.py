@@ -14,14 +14,20 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import SHARED
-from accel_support import (BS, STUB_PYTHON, accel_base, cli, error_lines, fake_cann_toolkit,  # noqa: F401
+from conftest import ROOT, SHARED
+from accel_support import (BS, STUB_BIN, STUB_PYTHON, accel_base, cli, error_lines, fake_cann_toolkit,  # noqa: F401
                            recorded, script, tool_env, workdir)
 from tinybert_infer.aisbench import throughput_from_output
 
 INPUTS = "bert_bin/input_ids,bert_bin/segment_ids,bert_bin/input_mask"
 EXPECTED_ARGV = ["--model", f"TinyBERT_bs{BS}.om", "--input", INPUTS, "--output", "result", "--outfmt", "TXT",
                  "--batchsize", str(BS)]
+TIMESTAMP = r"\d{4}_\d\d_\d\d-\d\d_\d\d_\d\d"
+
+
+def claimed(folder):
+    """The exact command, with the folder claimed by the project passed as --output_dirname."""
+    return EXPECTED_ARGV + ["--output_dirname", folder]
 SAMPLES = 13  # the tiny TSV; with BS 4 the last batch holds 1 sample and 3 padding copies
 
 
@@ -47,12 +53,12 @@ def test_real_ais_bench_path_runs_the_exact_command_and_scores_like_the_cpu_path
     npu = script("ais_inference.sh", BS, cwd=workdir, env=env)
     assert npu.returncode == 0, npu.stdout + npu.stderr
     assert f"[path] ais_bench on the NPU (real tool): TinyBERT_bs{BS}.om" in npu.stdout
-    assert recorded(tmp_path, "ais_bench") == [EXPECTED_ARGV]
     folder = reported_folder(npu.stdout)
-    assert re.fullmatch(r"\d{4}_\d\d_\d\d-\d\d_\d\d_\d\d", folder)
-    assert f"[path] ais_bench created result/{folder}" in npu.stdout
+    assert re.fullmatch(TIMESTAMP, folder)
+    assert recorded(tmp_path, "ais_bench") == [claimed(folder)]
+    assert f"[path] ais_bench wrote result/{folder}" in npu.stdout
     result = workdir / "result" / folder
-    assert sorted(p.name for p in result.iterdir()) == sorted(f"input{i}_0.txt" for i in range(SAMPLES))
+    assert sorted(p.name for p in result.iterdir()) == sorted(f"input{i}_0.txt" for i in range(SAMPLES))  # no marker
     summary = json.loads((workdir / "result" / f"{folder}_summary.json").read_text())
     assert len(summary["filesinfo"]) == SAMPLES  # padding slots have no entry
     [shown] = re.findall(r"throughput: ([0-9.]+) samples/s", npu.stdout)
@@ -94,7 +100,7 @@ def test_cann_environment_is_sourced_before_ais_bench(workdir, tmp_path):
     proc = script("ais_inference.sh", BS, cwd=workdir, env=env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert f"[cann] source {home}/set_env.sh" in proc.stdout
-    assert recorded(tmp_path, "ais_bench") == [EXPECTED_ARGV]
+    assert recorded(tmp_path, "ais_bench") == [claimed(reported_folder(proc.stdout))]
 
 
 def test_options_pass_through_and_an_existing_output_dirname_is_refused(workdir, tmp_path):
@@ -102,12 +108,12 @@ def test_options_pass_through_and_an_existing_output_dirname_is_refused(workdir,
     env = tool_env(tmp_path)
     proc = script("ais_inference.sh", BS, "--output_dirname", "bs4", cwd=workdir, env=env)
     assert proc.returncode == 0, proc.stderr
-    assert recorded(tmp_path, "ais_bench") == [EXPECTED_ARGV + ["--output_dirname", "bs4"]]
+    assert recorded(tmp_path, "ais_bench") == [claimed("bs4")]
     assert reported_folder(proc.stdout) == "bs4"
     again = script("ais_inference.sh", BS, "--output_dirname", "bs4", cwd=workdir, env=env)
     assert again.returncode == 5
     assert "already exists" in error_lines(again)[0]
-    assert len(recorded(tmp_path, "ais_bench")) == 1  # ais_bench would have overwritten it: not called
+    assert len(recorded(tmp_path, "ais_bench")) == 1  # ais_bench would have written into it: not called
 
 
 def test_a_failing_ais_bench_exits_non_zero_with_its_error(workdir, tmp_path):
@@ -116,6 +122,7 @@ def test_a_failing_ais_bench_exits_non_zero_with_its_error(workdir, tmp_path):
     assert proc.returncode == 7
     [error] = error_lines(proc)
     assert error.startswith("error: ais_bench failed (exit 1)") and "acl init failed" in error
+    assert not (workdir / "result").exists() or not list((workdir / "result").iterdir())  # claimed folder removed
 
 
 def test_ais_infer_without_the_tool_is_one_clear_line(workdir, tmp_path):
@@ -173,3 +180,231 @@ def test_shared_model_through_stand_in_atc_and_ais_bench_matches_pytorch(tmp_pat
     folder = tmp_path / "result" / reported_folder(proc.stdout)
     preds = [int(np.argmax(np.loadtxt(folder / f"input{i}_0.txt"))) for i in range(oracle["n"])]
     assert preds == oracle["preds"]
+
+
+# ---------------------------------------------------------------- issue 14: the real front-end's behaviour
+def int32_om(workdir, tmp_path):
+    """TinyBERT_bs4.om from the stand-in atc in the mode where atc turns the int64 inputs into int32."""
+    proc = script("onnx2om.sh", BS, "310P3", cwd=workdir, env=tool_env(tmp_path, ATC_STUB_INPUT_DTYPE="int32"))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def preprocess_int32(workdir, accel_base, tiny_checkpoint, env):
+    proc = cli("preprocess", "--tsv", accel_base / "glue_dir" / "SST-2" / "dev.tsv", "--model_dir", tiny_checkpoint,
+               "--output_dir", "bert_bin", "--dtype", "int32", cwd=workdir, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((workdir / "bert_bin" / "manifest.json").read_text())["dtype"] == "int32"
+    assert (workdir / "bert_bin" / "input_ids" / "input0.bin").stat().st_size == 64 * 4
+
+
+def stub_ais_bench(*args, cwd, env):
+    return subprocess.run([sys.executable, "-m", "ais_bench", *map(str, args)], env=env, capture_output=True,
+                          text=True, cwd=cwd, timeout=300)
+
+
+def test_stand_in_packs_by_size_divisibility_and_writes_multi_row_outputs(workdir, tmp_path):
+    # What the real ais_bench does with int64 files on an int32 OM at an even BS: BS/2 files per batch.
+    int32_om(workdir, tmp_path)
+    env = tool_env(tmp_path)
+    proc = stub_ais_bench("--model", f"TinyBERT_bs{BS}.om", "--input", INPUTS, "--output", "result", "--outfmt", "TXT",
+                          "--output_dirname", "packed", cwd=workdir, env=env)
+    assert proc.returncode == 0, proc.stdout
+    assert f"filesperbatch:{BS // 2} runcount:{-(-SAMPLES // (BS // 2))}" in proc.stdout
+    assert len((workdir / "result" / "packed" / "input0_0.txt").read_text().splitlines()) == 2
+    # Postprocessing refuses such a file (it used to score its first row): exit 5, naming the file.
+    post = script("postprocess_data.sh", "packed", cwd=workdir, env=env)
+    assert post.returncode == 5, post.stdout + post.stderr
+    [error] = error_lines(post)
+    assert "input0_0.txt: 2 rows, expected one sample's" in error
+    assert not any(ln.startswith("acc:") for ln in post.stdout.splitlines())
+
+
+def test_int32_om_with_int64_files_stops_before_ais_bench_with_what_to_run(workdir, tmp_path):
+    int32_om(workdir, tmp_path)
+    proc = script("ais_inference.sh", BS, cwd=workdir, env=tool_env(tmp_path))
+    assert proc.returncode == 4, proc.stdout + proc.stderr
+    [error] = error_lines(proc)
+    assert proc.stderr.strip().splitlines() == [error]
+    assert "input_ids/input0.bin: 512 bytes per sample (int64)" in error and "input_ids as int32 [4,64]" in error
+    assert "bash test/preprocess_data.sh --dtype int32" in error
+    assert recorded(tmp_path, "ais_bench") == []
+    assert not (workdir / "result").exists()
+
+
+def test_int32_om_with_int32_files_scores_like_the_cpu_path(workdir, tmp_path, accel_base, tiny_checkpoint):
+    env = tool_env(tmp_path)
+    cpu = script("ais_inference.sh", BS, "--backend", "onnxruntime", cwd=workdir, env=env)
+    cpu_acc = accuracy_line(script("postprocess_data.sh", reported_folder(cpu.stdout), cwd=workdir, env=env))
+    int32_om(workdir, tmp_path)
+    preprocess_int32(workdir, accel_base, tiny_checkpoint, env)
+    npu = script("ais_inference.sh", BS, cwd=workdir, env=env)
+    assert npu.returncode == 0, npu.stdout + npu.stderr
+    assert f"filesperbatch:{BS} " in npu.stdout
+    assert accuracy_line(script("postprocess_data.sh", reported_folder(npu.stdout), cwd=workdir, env=env)) == cpu_acc
+    # The host backends read the int32 files too (told apart by their size).
+    host = script("ais_inference.sh", BS, "--backend", "onnxruntime", cwd=workdir, env=env)
+    assert accuracy_line(script("postprocess_data.sh", reported_folder(host.stdout), cwd=workdir, env=env)) == cpu_acc
+
+
+def test_tool_report_must_show_bs_files_per_batch_and_the_claimed_folder(tmp_path):
+    from tinybert_infer.aisbench import check_tool_report
+    from tinybert_infer.errors import ToolError
+
+    folder = tmp_path / "result" / "2024_01_01-00_00_00"
+    good = f"[INFO] output path:{folder}\n[INFO] get filesperbatch files0 size:256 tensor0size:4096 filesperbatch:16 runcount:55\n"
+    check_tool_report(good, folder, 16)
+    with pytest.raises(ToolError, match="packed 8 files per batch, not BS 16"):
+        check_tool_report(good.replace("filesperbatch:16", "filesperbatch:8"), folder, 16)
+    with pytest.raises(ToolError, match="not to the folder claimed for it"):
+        check_tool_report(good.replace("00_00_00", "00_00_01", 1), folder, 16)
+
+
+def test_stand_in_reuses_a_folder_within_the_same_second_and_writes_one_line_summaries(workdir, tmp_path):
+    make_om(workdir)
+    env = tool_env(tmp_path)
+    args = ("--model", f"TinyBERT_bs{BS}.om", "--input", INPUTS, "--output", "result", "--output_dirname", "same")
+    first, second = (stub_ais_bench(*args, cwd=workdir, env=env) for _ in range(2))
+    assert first.returncode == second.returncode == 0, second.stdout
+    assert "[INFO] output path:result/same" in second.stdout  # the existing folder, taken again
+    summary = (workdir / "result" / "same_summary.json").read_text()
+    assert len(summary.splitlines()) == 1 and list(json.loads(summary)["filesinfo"]) == [str(i) for i in range(SAMPLES)]
+
+
+def test_two_runs_started_together_get_two_complete_folders(workdir, tmp_path):
+    make_om(workdir)
+    env = tool_env(tmp_path)
+    cmd = ["bash", str(ROOT / "test" / "ais_inference.sh"), str(BS)]
+    procs = [subprocess.Popen(cmd, cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    folders = [reported_folder(out) for out, _ in outs]
+    assert len(set(folders)) == 2 and all(re.fullmatch(TIMESTAMP, f) for f in folders)
+    accs = [accuracy_line(script("postprocess_data.sh", f, cwd=workdir, env=env)) for f in folders]
+    assert accs[0] == accs[1]
+    for f in folders:
+        assert sorted(p.name for p in (workdir / "result" / f).iterdir()) == sorted(f"input{i}_0.txt" for i in range(SAMPLES))
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--warmup_count", "-1"], "expected an integer >= 0, got '-1'"),
+    (["--device", "256"], "expected one device id in [0, 255], got '256'"),
+    (["--loop", "0"], "expected a positive integer, got '0'"),
+])
+def test_values_the_real_tool_rejects_are_refused_before_it_runs(workdir, tmp_path, args, needle):
+    make_om(workdir)
+    proc = script("ais_inference.sh", BS, *args, cwd=workdir, env=tool_env(tmp_path))
+    assert proc.returncode == 2 and needle in proc.stderr, proc.stderr
+    assert recorded(tmp_path, "ais_bench") == []
+
+
+def test_perf_forwards_pure_data_type_and_refuses_threads_in_one_line(workdir, tmp_path):
+    make_om(workdir)
+    env = tool_env(tmp_path)
+    # (zero: ais_bench's random data is random bytes, token ids far outside the vocabulary)
+    proc = script("ais_perf.sh", BS, 5, "--pure_data_type", "zero", "--warmup_count", "0", "--device", "3",
+                  cwd=workdir, env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert recorded(tmp_path, "ais_bench") == [["--model", f"TinyBERT_bs{BS}.om", "--loop", "5", "--batchsize", str(BS),
+                                                "--warmup_count", "0", "--device", "3", "--pure_data_type", "zero"]]
+    threads = script("ais_perf.sh", BS, 5, "--threads", "2", cwd=workdir, env=env)
+    assert threads.returncode == 2
+    assert threads.stderr.strip().splitlines() == [
+        "error: --threads: ais_bench has no such option; it applies to the host backends (add --backend NAME to run there)"]
+    assert len(recorded(tmp_path, "ais_bench")) == 1
+
+
+def test_stand_in_rejects_a_negative_warmup_and_needs_aclruntime(tmp_path):
+    env = tool_env(tmp_path)
+    proc = subprocess.run([sys.executable, "-m", "ais_bench", "--model", "x.om", "--warmup_count", "-1"],
+                          env=env, capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 2 and "argument --warmup_count" in proc.stderr
+    only_front_end = tmp_path / "front_end"
+    only_front_end.mkdir()
+    (only_front_end / "ais_bench").symlink_to(STUB_PYTHON / "ais_bench")
+    proc = subprocess.run([sys.executable, "-m", "ais_bench", "--model", "x.om"], capture_output=True, text=True,
+                          env=dict(env, PYTHONPATH=str(only_front_end)), cwd=tmp_path)
+    assert proc.returncode == 1 and "No module named 'aclruntime'" in proc.stderr
+
+
+def test_without_aclruntime_the_real_path_stops_in_one_line_before_running(workdir, tmp_path):
+    make_om(workdir)
+    only_front_end = tmp_path / "front_end"
+    only_front_end.mkdir()
+    (only_front_end / "ais_bench").symlink_to(STUB_PYTHON / "ais_bench")
+    proc = script("ais_inference.sh", BS, cwd=workdir, env=tool_env(tmp_path, PYTHONPATH=only_front_end))
+    assert proc.returncode == 7, proc.stdout + proc.stderr
+    assert proc.stderr.strip().splitlines() == [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+    assert "aclruntime is not importable" in proc.stderr
+    assert recorded(tmp_path, "ais_bench") == []
+
+
+def test_manifest_check_reads_the_real_one_line_summary(workdir, tmp_path):
+    # Folders given in another order: same sizes, so ais_bench runs; its filesinfo shows what each sample read.
+    make_om(workdir)
+    env = tool_env(tmp_path)
+    swapped = "bert_bin/input_ids,bert_bin/input_mask,bert_bin/segment_ids"
+    run = cli("ais-infer", "--batchsize", BS, "--input", swapped, "--output_dirname", "swapped", cwd=workdir, env=env)
+    assert run.returncode == 0, run.stdout + run.stderr
+    post = script("postprocess_data.sh", "swapped", cwd=workdir, env=env)
+    assert post.returncode == 5, post.stdout + post.stderr
+    [error] = error_lines(post)
+    assert "swapped_summary.json: sample 0 was computed from bert_bin/input_ids/input0.bin, bert_bin/input_mask/input0.bin" in error
+
+
+def test_run_all_with_a_chip_finds_cann_through_ascend_toolkit_home(tmp_path, tiny_checkpoint, tiny_tsv):
+    home = fake_cann_toolkit(tmp_path, f'export PATH="{STUB_BIN}:$PATH"\nexport PYTHONPATH="{STUB_PYTHON}:$PYTHONPATH"')
+    work = tmp_path / "work"
+    work.mkdir()
+    env = tool_env(tmp_path, stubs_on_path=False, ais_bench=False, ASCEND_TOOLKIT_HOME=home,
+                   TINYBERT_MODEL_DIR=tiny_checkpoint, TINYBERT_DATA_DIR=tiny_tsv.parent)
+    proc = script("run_all.sh", BS, "310P3", cwd=work, env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert len(recorded(tmp_path, "atc")) == 1 and "[atc] OM: TinyBERT_bs4.om" in proc.stdout
+    assert "[path] ais_bench on the NPU" in proc.stdout and len(recorded(tmp_path, "ais_bench")) == 1
+    assert re.search(r"^=== TinyBERT bs4: acc:0\.\d{4}", proc.stdout, re.M)
+
+
+def test_run_all_with_a_chip_and_no_cann_stops_in_one_line(tmp_path, tiny_checkpoint, tiny_tsv):
+    work = tmp_path / "work"
+    work.mkdir()
+    env = tool_env(tmp_path, stubs_on_path=False, TINYBERT_MODEL_DIR=tiny_checkpoint, TINYBERT_DATA_DIR=tiny_tsv.parent)
+    proc = script("run_all.sh", BS, "310P3", cwd=work, env=env)
+    assert proc.returncode == 7
+    [line] = proc.stderr.strip().splitlines()
+    assert line.startswith("error: CHIP 310P3 given, but no CANN toolkit found")
+    assert proc.stdout == "" and list(work.iterdir()) == []
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (SHARED / "SST-2_model").is_dir(), reason="../shared not present")
+def test_shared_model_with_an_int32_om_is_right_or_refused_and_concurrent_runs_stay_apart(tmp_path):
+    """Issue 14's acceptance on the real checkpoint: an OM with int32 inputs at BS 1, 16, 64 either scores
+    the oracle's accuracy or stops with one line and a non-zero exit; two runs started together both score it."""
+    oracle = json.loads((SHARED / "reference" / "sst2_dev_reference_predictions.json").read_text())
+    env = tool_env(tmp_path, TINYBERT_MODEL_DIR=SHARED / "SST-2_model", TINYBERT_DATA_DIR=SHARED / "glue_dir" / "SST-2",
+                   ATC_STUB_INPUT_DTYPE="int32")
+    work = tmp_path / "work"
+    work.mkdir()
+    assert script("preprocess_data.sh", cwd=work, env=env).returncode == 0  # ModelZoo's int64 files
+    for bs in (1, 16, 64):
+        for stage, args in (("pth2onnx.sh", [bs]), ("onnx2om.sh", [bs, "310P3"])):
+            proc = script(stage, *args, cwd=work, env=env, timeout=1200)
+            assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+        refused = script("ais_inference.sh", bs, cwd=work, env=env)
+        assert refused.returncode == 4 and "test/preprocess_data.sh --dtype int32" in refused.stderr, refused.stderr
+        assert len(refused.stderr.strip().splitlines()) == 1
+    assert script("preprocess_data.sh", "--dtype", "int32", cwd=work, env=env).returncode == 0
+    for bs in (1, 16, 64):
+        runs = [subprocess.Popen(["bash", str(ROOT / "test" / "ais_inference.sh"), str(bs)], cwd=work, env=env,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                for _ in range(2 if bs == 16 else 1)]
+        outs = [r.communicate(timeout=1200) for r in runs]
+        assert [r.returncode for r in runs] == [0] * len(runs), outs
+        folders = {reported_folder(out) for out, _ in outs}
+        assert len(folders) == len(runs)
+        for folder in folders:
+            post = script("postprocess_data.sh", folder, cwd=work, env=env)
+            assert accuracy_line(post) == f"acc:{oracle['accuracy']:.4f}", (bs, folder)
+            preds = [int(np.argmax(np.loadtxt(work / "result" / folder / f"input{i}_0.txt"))) for i in range(oracle["n"])]
+            assert preds == oracle["preds"], (bs, folder)

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from .errors import INTERRUPTED_EXIT, FileSystemError, PipelineError, UsageError
-from .layout import (DEFAULT_BIN_DIR, DEFAULT_OPSET, INPUT_NAMES, SEQ_LEN, default_data_dir,
+from .layout import (DEFAULT_BIN_DIR, DEFAULT_OPSET, FILE_DTYPES, INPUT_NAMES, SEQ_LEN, default_data_dir,
                      default_model_dir, sim_onnx_name)
 
 
@@ -117,6 +117,8 @@ def add_preprocess(sub):
     p.add_argument("--vocab", type=Path, default=None, help="vocab.txt (default: <model_dir>/vocab.txt)")
     p.add_argument("--output_dir", "--save_dir", type=Path, default=Path(DEFAULT_BIN_DIR))
     p.add_argument("--max_seq_length", type=positive_int, default=SEQ_LEN)
+    p.add_argument("--dtype", choices=list(FILE_DTYPES), default="int64",
+                   help="file dtype: int64 (default, ModelZoo's), or int32 for an OM whose inputs atc made int32")
     p.set_defaults(func=cmd_preprocess)
 
 
@@ -126,10 +128,10 @@ def cmd_preprocess(args) -> int:
     tsv = args.tsv or (args.data_dir or default_data_dir()) / "dev.tsv"
     vocab = args.vocab or _model_vocab(args.model_dir or default_model_dir())
     _check_vocab(vocab)
-    report = preprocess(tsv, vocab, args.output_dir, max_seq_length=args.max_seq_length)
+    report = preprocess(tsv, vocab, args.output_dir, max_seq_length=args.max_seq_length, dtype=args.dtype)
     kind = "labelled" if report.labelled else "unlabelled"
     print(f"{tsv}: {report.count} {kind} sentences -> {report.out_dir}/"
-          f"{{{','.join(INPUT_NAMES)}}}/input0.bin..input{report.count - 1}.bin")
+          f"{{{','.join(INPUT_NAMES)}}}/input0.bin..input{report.count - 1}.bin ({args.dtype})")
     return 0
 
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from .errors import CheckpointError, DataError
 from .fsutil import JsonSpool, dump_json, file_sha256, staged_dir
-from .layout import INPUT_NAMES, MANIFEST_NAME, SEQ_LEN, natural_key, sample_file_name
+from .layout import FILE_DTYPES, INPUT_NAMES, MANIFEST_NAME, SEQ_LEN, natural_key, sample_file_name
 from .progress import progress
 from .tsv import TsvReader
 
@@ -155,13 +155,18 @@ class PreprocessReport:
 
 
 def preprocess(tsv_path, vocab_file, out_dir, *, max_seq_length: int = SEQ_LEN,
-               label_set: Optional[Sequence[str]] = ("0", "1"), show_progress: bool = True) -> PreprocessReport:
+               label_set: Optional[Sequence[str]] = ("0", "1"), show_progress: bool = True,
+               dtype: str = "int64") -> PreprocessReport:
     """Stream the TSV into out_dir/{input_ids,segment_ids,input_mask}/input<i>.bin and out_dir/manifest.json.
+
+    dtype: the files' integer type (FILE_DTYPES), recorded in the manifest.
 
     Everything is built in a sibling folder and moved into place only when complete.
     """
     if max_seq_length < 2:
         raise DataError(f"max_seq_length must be at least 2, got {max_seq_length}")
+    if dtype not in FILE_DTYPES:
+        raise DataError(f"--dtype {dtype!r}: use one of {', '.join(FILE_DTYPES)}")
     settings = read_tokenizer_settings(Path(vocab_file).parent)
     tokenizer = make_tokenizer(vocab_file, settings)
     reader = TsvReader(tsv_path, label_set=label_set)
@@ -177,7 +182,7 @@ def preprocess(tsv_path, vocab_file, out_dir, *, max_seq_length: int = SEQ_LEN,
                 for row, ex in enumerate(chunk):
                     fname = sample_file_name(count)
                     for name in INPUT_NAMES:
-                        features[name][row].tofile(stage / name / fname)
+                        features[name][row].astype(dtype).tofile(stage / name / fname)
                     if ex.label is not None:
                         labels.add(int(ex.label) if ex.label.isdigit() else ex.label)
                     if ex.guid is not None:
@@ -189,7 +194,7 @@ def preprocess(tsv_path, vocab_file, out_dir, *, max_seq_length: int = SEQ_LEN,
             "format": MANIFEST_FORMAT,
             "count": count,
             "max_seq_length": max_seq_length,
-            "dtype": "int64",
+            "dtype": dtype,
             "inputs": list(INPUT_NAMES),
             "file_pattern": sample_file_name(0).replace("0", "{index}"),
             "real_tokens": real_tokens,
@@ -304,13 +309,15 @@ def list_input_files(folder) -> Sequence[str]:
 
 
 def read_sample(path, seq_len: Optional[int] = None) -> np.ndarray:
-    """One per-sample int64 file (.bin raw, or .npy without pickles)."""
+    """One per-sample token-id file (.bin raw int64, or int32 when seq_len says so by its size; .npy without
+    pickles), as int64."""
     path = Path(path)
     try:
         if path.suffix.lower() == ".npy":
             arr = np.load(path, allow_pickle=False)
         else:
-            arr = np.fromfile(path, dtype=np.int64)
+            int32 = seq_len is not None and path.stat().st_size == seq_len * 4
+            arr = np.fromfile(path, dtype=np.int32 if int32 else np.int64)
     except (OSError, ValueError) as exc:
         raise DataError(f"{path}: unreadable input file ({exc})") from None
     if arr.dtype.kind not in "iu":

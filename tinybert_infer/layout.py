@@ -19,6 +19,9 @@ DEFAULT_DATA_DIR = os.path.join("glue_dir", "SST-2")
 DEFAULT_BIN_DIR = "bert_bin"
 DEFAULT_RESULT_DIR = "result"
 MANIFEST_NAME = "manifest.json"
+# Per-sample file dtypes: int64 (ModelZoo's, what the exported ONNX takes) or int32, for an OM whose inputs atc
+# made int32 (ais_bench feeds raw bytes in the OM's own dtype). Readers tell them apart by the file size.
+FILE_DTYPES = ("int64", "int32")
 
 
 def default_model_dir() -> Path:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +14,7 @@ from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_f
 from .data import check_inputs_tokenizer, read_manifest
 from .errors import DataError, ResultError
 from .fsutil import staged_file, write_json_atomic
-from .results import metrics_path, predictions_path, read_logits, read_summary_value
+from .results import metrics_path, predictions_path, read_logits, read_summary_value, summary_path
 
 
 _OUTPUT_NAME = re.compile(r"^.+_0\.(txt|bin|npy)$")
@@ -52,7 +53,7 @@ def score(labels, predictions, num_labels: int) -> dict:
     }
 
 
-def _check_consistency(result_dir: Path, manifest: dict) -> None:
+def _check_consistency(result_dir: Path, manifest: dict, bin_dir=None) -> None:
     """The run must have read the inputs this manifest describes (when its summary says what it read)."""
     outputs = sum(1 for p in result_dir.iterdir() if _OUTPUT_NAME.match(p.name))
     if outputs > manifest["count"]:
@@ -67,6 +68,31 @@ def _check_consistency(result_dir: Path, manifest: dict) -> None:
             f"{result_dir}: produced from different preprocessed inputs than the manifest given "
             f"(re-run inference or point --bin_dir at the inputs it used)"
         )
+    if not recorded and bin_dir is not None:
+        _check_filesinfo(result_dir, manifest, Path(bin_dir))
+
+
+def _check_filesinfo(result_dir: Path, manifest: dict, bin_dir: Path) -> None:
+    """ais_bench's summary records no inputs digest, but its filesinfo lists, sample by sample in order,
+    the files each output was computed from: they must be this manifest's, one per input role, in order."""
+    filesinfo = read_summary_value(result_dir, "filesinfo")
+    if not isinstance(filesinfo, dict) or not filesinfo:
+        return
+    where = summary_path(result_dir)
+    if len(filesinfo) != manifest["count"]:
+        raise ResultError(f"{where}: {len(filesinfo)} samples in filesinfo, but the manifest describes "
+                          f"{manifest['count']} (results of another input set?)")
+    roles = manifest.get("inputs") or []
+    for position, (key, entry) in enumerate(filesinfo.items()):
+        name = manifest["file_pattern"].format(index=position)
+        infiles = [Path(f) for f in entry.get("infiles", [])] if isinstance(entry, dict) else []
+        fits = str(key) == str(position) and [(f.parent.name, f.name) for f in infiles] == [(r, name) for r in roles]
+        other_dir = fits and bin_dir.is_dir() and any(
+            f.parent.parent.is_dir() and not os.path.samefile(f.parent.parent, bin_dir) for f in infiles)
+        if not fits or other_dir:
+            raise ResultError(f"{where}: sample {key} was computed from {', '.join(map(str, infiles)) or 'no files'}, "
+                              f"not {bin_dir}/{{{','.join(roles)}}}/{name} (other inputs, or folders in another "
+                              f"order; re-run inference on these inputs or point --bin_dir at the ones it used)")
 
 
 def evaluate(result_dir, bin_dir, *, num_labels: Optional[int] = None, write: bool = True) -> Evaluation:
@@ -78,7 +104,7 @@ def evaluate(result_dir, bin_dir, *, num_labels: Optional[int] = None, write: bo
     if width is None:
         width = _width_of_first_output(result_dir, stems)
     logits = read_logits(result_dir, stems, width)
-    _check_consistency(result_dir, manifest)
+    _check_consistency(result_dir, manifest, bin_dir)
     predictions = logits.argmax(axis=1)
     metrics = None
     if labels is not None:

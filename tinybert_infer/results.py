@@ -76,6 +76,11 @@ def create_result_dir(root, output_dirname: Optional[str] = None, clock=time.tim
 
 def mark_complete(result_dir: Path, summary: dict) -> None:
     write_json_atomic(summary_path(result_dir), summary)
+    clear_incomplete(result_dir)
+
+
+def clear_incomplete(result_dir: Path) -> None:
+    """The folder is complete and checked: readers may now score it."""
     (Path(result_dir) / INCOMPLETE_MARKER).unlink(missing_ok=True)
 
 
@@ -104,8 +109,13 @@ def write_output(path: Path, array: np.ndarray, outfmt: str) -> None:
         handle.write(data)
 
 
+# Several rows in one sample's file: what ais_bench writes when it packs files per batch != BS.
+_PACKED_HINT = " (several samples in one file: ais_bench packed files per batch != BS; check the inputs' dtype)"
+
+
 def read_output(path: Path, width: Optional[int] = None) -> np.ndarray:
-    """The logits of one sample (first row) from a .txt, float32 .bin or .npy output file."""
+    """The logits of one sample from a .txt, float32 .bin or .npy output file; a file holding more than one
+    row (or, with width, more values than one sample has) is refused, never read as its first row."""
     path = Path(path)
     suffix = path.suffix.lower()
     try:
@@ -114,6 +124,8 @@ def read_output(path: Path, width: Optional[int] = None) -> np.ndarray:
             lines = [ln for ln in text.splitlines() if ln.strip()]
             if not lines:
                 raise ResultError(f"{path}: empty output file")
+            if len(lines) != 1:
+                raise ResultError(f"{path}: {len(lines)} rows, expected one sample's{_PACKED_HINT}")
             try:
                 values = np.array([float(tok) for tok in lines[0].split()], dtype=np.float64)
             except ValueError:
@@ -128,8 +140,11 @@ def read_output(path: Path, width: Optional[int] = None) -> np.ndarray:
             if arr.size == 0:
                 values = np.empty(0)  # refused below as empty
             else:
+                rows = arr.reshape(-1, arr.shape[-1] if arr.ndim else 1)
+                if rows.shape[0] != 1:
+                    raise ResultError(f"{path}: {rows.shape[0]} rows, expected one sample's{_PACKED_HINT}")
                 with np.errstate(all="ignore"):
-                    values = arr.astype(np.float64).reshape(-1, arr.shape[-1] if arr.ndim else 1)[0]
+                    values = rows[0].astype(np.float64)
         else:
             raise ResultError(f"{path}: unknown output format (expected .txt, .bin or .npy)")
     except UnicodeDecodeError:
@@ -139,7 +154,8 @@ def read_output(path: Path, width: Optional[int] = None) -> np.ndarray:
     if values.size == 0:
         raise ResultError(f"{path}: no values (empty output)")
     if width is not None and values.size != width:
-        raise ResultError(f"{path}: {values.size} values, expected {width} (one per label)")
+        packed = _PACKED_HINT if values.size > width and values.size % width == 0 else ""
+        raise ResultError(f"{path}: {values.size} values, expected {width} (one per label){packed}")
     if not np.all(np.isfinite(values)):
         raise ResultError(f"{path}: non-finite value in {values.tolist()}")
     return values
@@ -201,12 +217,20 @@ _TOP_LEVEL_LINE = re.compile(r'^  "(?P<key>[^"]+)": (?P<value>.*?),?$')
 
 
 def read_summary_value(result_dir, key: str):
-    """One top-level value of a summary written by write_json_atomic (each top-level key on its own line),
-    read line by line so a 200,000-sample filesinfo is never loaded; None when absent."""
+    """One top-level value of a summary; None when absent. Ours (write_json_atomic: each top-level key on
+    its own line) is read line by line so a 200,000-sample filesinfo is never loaded; ais_bench's own
+    summary is one line of JSON (json.dump), read whole."""
     path = summary_path(result_dir)
     if not path.is_file():
         return None
     with open(path, encoding="utf-8", errors="replace") as handle:
+        first = handle.readline()
+        if first.strip() not in ("{", ""):  # one-line JSON: ais_bench's
+            try:
+                value = json.loads(first + handle.read())
+            except json.JSONDecodeError as exc:
+                raise ResultError(f"{path}: unreadable summary ({exc})") from None
+            return value.get(key) if isinstance(value, dict) else None
         for line in handle:
             match = _TOP_LEVEL_LINE.match(line.rstrip("\n"))
             if match and match["key"] == key:

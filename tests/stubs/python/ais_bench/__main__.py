@@ -1,13 +1,22 @@
 """Stand-in for `python3 -m ais_bench` 0.0.2 (tests only).
 
-An independent implementation of the documented behaviour (reference sections 1.1-1.6), deliberately not
-sharing code with tinybert_infer: natural file order, files per batch from byte sizes, a short last batch
-padded with copies of the chunk's first file, padded outputs skipped, `<input0 stem>_<k>.<fmt>` names,
-`<output>/<ts>/` plus `<output>/<ts>_summary.json`, the printed performance summary. The "OM" written by the
-stand-in atc is the ONNX file, run here with ONNX Runtime so the logits are real.
+An independent implementation of the real front-end's observable behaviour (reference sections 1.1-1.6, and
+ais_bench 0.0.2's infer/*.py read for facts), deliberately not sharing code with tinybert_infer:
+- the NPU runtime is imported as `aclruntime` (tests/stubs/python/aclruntime: ONNX Runtime on the ONNX
+  inside the stand-in OM); the model's input sizes come from its session description (realsize);
+- option checks as its argparse: --loop and --batchsize > 0, --warmup_count >= 0, --device in [0, 255];
+- files per batch = realsize of input 0 / size of its first file, refused only when not a whole number,
+  so int64 files on an int32 OM at an even BS silently pack BS/2 files per batch, and each output slice
+  (array_split of the batch's output into files-per-batch parts) holds several rows;
+- the result folder <output>/<--output_dirname or YYYY_MM_DD-HH_MM_SS>/ is created only if absent, so two
+  runs in the same second share it; `[INFO] output path:<dir>` is printed; <dir>_summary.json is one line;
+- a short last batch padded with copies of the chunk's first file, padded outputs skipped, names
+  `<input0 stem>_<k>.<fmt>`, the printed performance summary.
+`AIS_BENCH_STUB_FAIL=1` makes it fail like a device error.
 """
 import argparse
 import json
+import math
 import os
 import re
 import sys
@@ -26,6 +35,23 @@ def str2bool(value):
     raise argparse.ArgumentTypeError("Boolean value expected.")
 
 
+def at_least(minimum):
+    def parse(text):
+        value = int(text)
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{text} is an invalid value (must be >= {minimum})")
+        return value
+    return parse
+
+
+def device_id(text):
+    ids = [int(v) for v in text.split(",")]
+    for value in ids:
+        if not 0 <= value <= 255:
+            raise argparse.ArgumentTypeError(f"device:{value} is invalid. valid value range is [0, 255]")
+    return ids if "," in text else ids[0]
+
+
 def get_args():
     p = argparse.ArgumentParser()
     p.add_argument("--model", "-m", required=True)
@@ -33,9 +59,9 @@ def get_args():
     p.add_argument("--output", "-o", default=None)
     p.add_argument("--output_dirname", default=None)
     p.add_argument("--outfmt", default="BIN", choices=["NPY", "BIN", "TXT"])
-    p.add_argument("--loop", "-l", type=int, default=1)
+    p.add_argument("--loop", "-l", type=at_least(1), default=1)
     p.add_argument("--debug", type=str2bool, default=False)
-    p.add_argument("--device", "-d", default=0)
+    p.add_argument("--device", "-d", type=device_id, default=0)
     p.add_argument("--dymBatch", type=int, default=0)
     p.add_argument("--dymHW", default=None)
     p.add_argument("--dymDims", default=None)
@@ -43,19 +69,20 @@ def get_args():
     p.add_argument("--outputSize", default=None)
     p.add_argument("--auto_set_dymshape_mode", type=str2bool, default=False)
     p.add_argument("--auto_set_dymdims_mode", type=str2bool, default=False)
-    p.add_argument("--batchsize", type=int, default=None)
+    p.add_argument("--batchsize", type=at_least(1), default=None)
     p.add_argument("--pure_data_type", default="zero", choices=["zero", "random"])
     p.add_argument("--profiler", type=str2bool, default=False)
     p.add_argument("--dump", type=str2bool, default=False)
     p.add_argument("--acl_json_path", default=None)
-    p.add_argument("--output_batchsize_axis", type=int, default=0)
+    p.add_argument("--output_batchsize_axis", type=at_least(0), default=0)
     p.add_argument("--run_mode", default="array", choices=["array", "files", "tensor", "full"])
     p.add_argument("--display_all_summary", type=str2bool, default=False)
-    p.add_argument("--warmup_count", type=int, default=1)
+    p.add_argument("--warmup_count", type=at_least(0), default=1)
     p.add_argument("--dymShape_range", default=None)
     args = p.parse_args()
     if args.output_dirname and not args.output:
-        p.error("--output_dirname needs --output")
+        print("[ERROR] parameter --output_dirname cann't be used alone. Please use it together with --output")
+        raise SystemExit(1)
     return args
 
 
@@ -67,7 +94,7 @@ def record():
 
 
 def natural_sorted(names):
-    key = lambda s: [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", s)]
+    key = lambda s: [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", s)]
     return sorted(sorted(names), key=key)
 
 
@@ -77,9 +104,7 @@ def list_files(folder):
 
 
 def file_bytes(path):
-    if path.lower().endswith(".npy"):
-        return np.load(path).nbytes
-    return os.path.getsize(path)
+    return np.load(path).nbytes if path.lower().endswith(".npy") else os.path.getsize(path)
 
 
 def read_raw(path):
@@ -87,10 +112,6 @@ def read_raw(path):
         return np.load(path).tobytes()
     with open(path, "rb") as handle:
         return handle.read()
-
-
-NP_TYPES = {"tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(float)": np.float32,
-            "tensor(float16)": np.float16}
 
 
 def save(path, array, fmt):
@@ -114,81 +135,94 @@ def stats(times):
             "percentile(99%)": float(np.percentile(a, 99)), "count": len(times)}
 
 
+def fail(message):
+    print(f"[ERROR] {message}")
+    return 1
+
+
+def feed_of(raw):
+    """An aclruntime.BaseTensor over a bytes buffer (kept alive by the caller)."""
+    import aclruntime
+
+    buffer = np.frombuffer(raw, dtype=np.uint8)
+    return aclruntime.BaseTensor(buffer.__array_interface__["data"][0], buffer.nbytes), buffer
+
+
 def main():
     args = get_args()
     record()
+    import aclruntime  # the real front-end imports it in its session module: no aclruntime, no run
+
     if os.environ.get("AIS_BENCH_STUB_FAIL"):
-        print("[ERROR] acl init failed: device 0 not available (ret 507033)")
-        return 1
-    if not os.path.isfile(args.model):
-        print(f"[ERROR] model path:{args.model} not exist")
-        return 1
-    import onnxruntime as ort
-
-    session = ort.InferenceSession(args.model, providers=["CPUExecutionProvider"])
+        return fail("acl init failed: device 0 not available (ret 507033)")
+    options = aclruntime.session_options()
+    options.loop = args.loop
+    try:
+        session = aclruntime.InferenceSession(args.model, args.device if isinstance(args.device, int) else 0, options)
+    except RuntimeError as exc:
+        return fail(str(exc))
     inputs, outputs = session.get_inputs(), session.get_outputs()
-    shapes = [tuple(i.shape) for i in inputs]
-    dtypes = [NP_TYPES[i.type] for i in inputs]
-    tensor_bytes = [int(np.prod(s)) * np.dtype(t).itemsize for s, t in zip(shapes, dtypes)]
-    batchsize = args.batchsize or shapes[0][0]
-
-    if args.input is None:
-        listing = None
-        make = np.zeros if args.pure_data_type == "zero" else (lambda s, dtype: np.random.randint(0, 100, s).astype(dtype))
-        batches = [[make(s, dtype=t) for s, t in zip(shapes, dtypes)]]
-        chunk_files = [[None]]
-        files_per_batch = 1
-    else:
-        dirs = args.input.split(",")
-        if len(dirs) != len(inputs):
-            print(f"[ERROR] inputs count {len(dirs)} not match model inputs {len(inputs)}")
-            return 1
-        listing = [list_files(d) for d in dirs]
-        size0 = file_bytes(listing[0][0])
-        files_per_batch = tensor_bytes[0] // size0
-        if tensor_bytes[0] % size0:
-            print(f"[ERROR] arg0 tensorsize: {tensor_bytes[0]} filesize: {size0} not match")
-            return 1
-        runcount = -(-len(listing[0]) // files_per_batch)
-        print(f"[INFO] get filesperbatch files0 size:{size0} tensor0size:{tensor_bytes[0]} "
-              f"filesperbatch:{files_per_batch} runcount:{runcount}")
-        batches, chunk_files = [], []
-        for r in range(runcount):
-            idx = list(range(r * files_per_batch, min((r + 1) * files_per_batch, len(listing[0]))))
-            chunk_files.append(idx + [None] * (files_per_batch - len(idx)))
-            feeds = []
-            for k, files in enumerate(listing):
-                raw = b"".join(read_raw(files[i if i is not None else idx[0]]) for i in chunk_files[-1])
-                if len(raw) != tensor_bytes[k]:
-                    print(f"[ERROR] arg{k} tensorsize: {tensor_bytes[k]} filesize: {len(raw)} not match")
-                    return 1
-                feeds.append(np.frombuffer(raw, dtype=dtypes[k]).reshape(shapes[k]))
-            batches.append(feeds)
+    if args.debug:
+        print(f"[DEBUG] session info:{session}")
+    batchsize = args.batchsize or inputs[0].shape[0]
 
     out_dir = None
     if args.output:
-        name = args.output_dirname or time.strftime("%Y_%m_%d-%H_%M_%S")
-        out_dir = os.path.join(args.output, name)
-        os.makedirs(out_dir, exist_ok=True)
+        out_dir = os.path.join(args.output, args.output_dirname or time.strftime("%Y_%m_%d-%H_%M_%S"))
+        if not os.path.exists(out_dir):
+            os.makedirs(out_dir, 0o755)
         print(f"[INFO] output path:{out_dir}")
 
-    def run(feeds):
-        return session.run(None, {i.name: f for i, f in zip(inputs, feeds)})
+    if args.input is None:
+        listing, files_per_batch = None, 1
+        make = (lambda n: bytes(n)) if args.pure_data_type == "zero" else (lambda n: os.urandom(n))
+        chunks = [[None]]
+        raw_batches = [[make(d.realsize) for d in inputs]]
+    else:
+        dirs = args.input.split(",")
+        if len(dirs) != len(inputs):
+            return fail(f"Invalid args. args input dir num:{len(dirs)} not equal to model inputs num:{len(inputs)}")
+        listing = [list_files(d) for d in dirs]
+        size0, tensor0 = file_bytes(listing[0][0]), inputs[0].realsize
+        if size0 == 0 or tensor0 % size0:
+            return fail(f"arg0 tensorsize: {tensor0} filesize: {size0} not match")
+        files_per_batch = tensor0 // size0
+        runcount = math.ceil(len(listing[0]) / files_per_batch)
+        print(f"[INFO] get filesperbatch files0 size:{size0} tensor0size:{tensor0} "
+              f"filesperbatch:{files_per_batch} runcount:{runcount}")
+        chunks, raw_batches = [], []
+        for r in range(runcount):
+            idx = list(range(r * files_per_batch, min((r + 1) * files_per_batch, len(listing[0]))))
+            chunks.append(idx + [None] * (files_per_batch - len(idx)))
+            raws = []
+            for k, files in enumerate(listing):
+                raw = b"".join(read_raw(files[i if i is not None else idx[0]]) for i in chunks[-1])
+                if len(raw) != inputs[k].realsize:
+                    return fail(f"ndata size:{len(raw)} not match {inputs[k].realsize}")
+                raws.append(raw)
+            raw_batches.append(raws)
 
+    names = [o.name for o in outputs]
+
+    def run(raws):
+        feeds = [feed_of(raw) for raw in raws]
+        return [np.array(t) for t in session.run(names, [f for f, _ in feeds])]
+
+    options.loop = 1
     for _ in range(args.warmup_count):
-        run(batches[0])
-    times, filesinfo = [], {}
-    for b, feeds in enumerate(batches):
-        for _ in range(args.loop):
-            start = time.perf_counter()
-            results = run(feeds)
-            times.append((time.perf_counter() - start) * 1000)
+        run(raw_batches[0])
+    options.loop = args.loop
+    session.reset_sumaryinfo()
+    filesinfo = {}
+    for b, raws in enumerate(raw_batches):
+        results = run(raws)
         if out_dir is None:
             continue
         for k, result in enumerate(results):
-            parts = np.array_split(result, files_per_batch, axis=args.output_batchsize_axis)
-            for slot, part in enumerate(parts):
-                index = chunk_files[b][slot]
+            if result.shape[args.output_batchsize_axis] % files_per_batch:
+                return fail(f"save out files error array shape:{result.shape} files_count_perbatch:{files_per_batch}")
+            for slot, part in enumerate(np.array_split(result, files_per_batch, axis=args.output_batchsize_axis)):
+                index = chunks[b][slot]
                 if args.input is None:
                     stem = "pure_infer_data"
                 elif index is None:
@@ -198,17 +232,16 @@ def main():
                 path = os.path.join(out_dir, f"{stem}_{k}.{args.outfmt.lower()}")
                 save(path, part, args.outfmt)
                 if index is not None:
-                    entry = filesinfo.setdefault(index, {"infiles": [l[index] for l in listing], "outfiles": []})
+                    sample = b * files_per_batch + slot
+                    entry = filesinfo.setdefault(sample, {"infiles": [l[index] for l in listing], "outfiles": []})
                     entry["outfiles"].append(path)
 
+    times = list(session.sumary().exec_time_list)
     npu = stats(times)
     throughput = 1000 * batchsize / npu["mean"] if npu["mean"] else 0
-    summary = {"filesinfo": filesinfo, "args": sys.argv, "NPU_compute_time": npu, "H2D_latency": stats([0.01]),
-               "D2H_latency": stats([0.01]), "throughput": throughput, "npu_compute_time_list": times,
+    summary = {"filesinfo": filesinfo, "args": sys.argv, "NPU_compute_time": npu, "H2D_latency": stats([]),
+               "D2H_latency": stats([]), "throughput": throughput, "npu_compute_time_list": times,
                "pid": os.getpid()}
-    if out_dir is not None:
-        with open(out_dir.rstrip("/") + "_summary.json", "w") as handle:
-            json.dump(summary, handle)
     fmt = lambda s: (f"min = {s['min']}, max = {s['max']}, mean = {s['mean']}, median = {s['median']}, "
                      f"percentile(99%) = {s['percentile(99%)']}")
     print("[INFO] -----------------Performance Summary------------------")
@@ -219,6 +252,10 @@ def main():
         print(f"[INFO] D2H_latency (ms): {fmt(summary['D2H_latency'])}")
     print(f"[INFO] throughput 1000*batchsize.mean({batchsize})/NPU_compute_time.mean({npu['mean']}): {throughput}")
     print("[INFO] ------------------------------------------------------")
+    if out_dir is not None:
+        with open(out_dir + "_summary.json", "w") as handle:
+            json.dump(summary, handle)  # one line, as the real summary
+    session.finalize()
     return 0
 
 
