@@ -358,7 +358,7 @@ def test_run_all_with_a_chip_finds_cann_through_ascend_toolkit_home(tmp_path, ti
     work.mkdir()
     env = tool_env(tmp_path, stubs_on_path=False, ais_bench=False, ASCEND_TOOLKIT_HOME=home,
                    TINYBERT_MODEL_DIR=tiny_checkpoint, TINYBERT_DATA_DIR=tiny_tsv.parent)
-    proc = script("run_all.sh", BS, "310P3", cwd=work, env=env)
+    proc = script("run_all.sh", BS, "310P3", cwd=work, env=env, timeout=900)  # the whole job, on a loaded host
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert len(recorded(tmp_path, "atc")) == 1 and "[atc] OM: TinyBERT_bs4.om" in proc.stdout
     assert "[path] ais_bench on the NPU" in proc.stdout and len(recorded(tmp_path, "ais_bench")) == 1
