@@ -280,7 +280,8 @@ def _extra_commands():
 
     found = []
     for module, attr in (("atc", "add_command"), ("trtexec", "add_command"), ("aisbench", "add_command"),
-                         ("bench", "add_command"), ("pipeline", "add_command")):
+                         ("bench", "add_command"), ("pipeline", "add_command"),
+                         ("score", "add_command")):
         try:
             mod = importlib.import_module(f".{module}", __package__)
         except ModuleNotFoundError as exc:
