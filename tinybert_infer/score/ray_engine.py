@@ -28,8 +28,8 @@ RAY_PACKAGE = "ray[data]"
 LOCAL_OBJECT_STORE = 512 << 20  # a local Ray's object store: blocks are small, the default takes 30 % of RAM
 READ_CONCURRENCY = 2            # shards read at once: reading is cheap next to scoring
 # Test hooks (fault injection), read inside the actors:
-EXIT_ONCE_ENV = "TINYBERT_SCORE_TEST_EXIT_ONCE"   # a marker path: the first actor batch to create it os._exit()s
-DELAY_ENV = "TINYBERT_SCORE_TEST_DELAY_S"        # seconds slept per actor batch (to act "mid-run")
+EXIT_ONCE_ENV = "TINYBERT_SCORE_TEST_EXIT_ONCE"  # a file path: while it exists, the next actor batch takes it, exits
+DELAY_ENV = "TINYBERT_SCORE_TEST_DELAY"          # a file path: while it exists, each batch sleeps its seconds
 
 
 def import_ray():
@@ -110,19 +110,18 @@ class ScoreActor:
 
 
 def _test_faults() -> None:
+    """Fault injection for the tests; both hooks are files, so a test arms them while Ray runs."""
     delay = os.environ.get(DELAY_ENV)
-    if delay:
+    if delay and os.path.isfile(delay):
         import time
 
-        time.sleep(float(delay))
-    marker = os.environ.get(EXIT_ONCE_ENV)
-    if marker:
+        time.sleep(float(Path(delay).read_text() or 0))
+    armed = os.environ.get(EXIT_ONCE_ENV)
+    if armed and os.path.isfile(armed):
         try:
-            fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        except FileExistsError:
+            os.rename(armed, armed + ".fired")  # atomic: exactly one actor batch wins
+        except FileNotFoundError:
             return
-        os.write(fd, f"{os.getpid()}\n".encode())
-        os.close(fd)
         os._exit(1)  # like a crash: no cleanup, no exception for Ray to report
 
 
@@ -173,8 +172,11 @@ class RayEngine:
         return max(1, cpus // self.cpus_per_actor)
 
     def run(self, shards: Sequence[Shard], plan: dict, writer, labels, *, bar) -> dict:
+        import logging
+
         import ray.data
 
+        logging.getLogger("ray.data").setLevel(logging.WARNING)  # the one-line result, not Ray's plan dumps
         ctx = ray.data.DataContext.get_current()
         ctx.max_errored_blocks = 0            # never drop a failed block's rows
         ctx.actor_task_retry_on_errors = False  # our exceptions are bad input: fail, do not loop
