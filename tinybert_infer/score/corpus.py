@@ -97,6 +97,25 @@ def iter_chunks(shard: Shard, shard_id: int, labels: Sequence[str], chunk_rows: 
         start += len(chunk)
 
 
+def chunk_nbytes(shard: Shard, labels: Sequence[str], chunk_rows: int) -> int:
+    """Bytes of the shard's first chunk as a pyarrow table: what Ray sizes blocks by."""
+    import pyarrow as pa
+
+    first = next(iter_chunks(shard, 0, labels, chunk_rows))
+    first["text"] = first["text"].astype(str).tolist()
+    return pa.table(first).nbytes
+
+
+def chunk_keys(cols: dict, chunk_rows: int) -> list:
+    """Row ranges [a, b) of a block that belong to one chunk (shard, index // chunk_rows): a block of Ray's
+    may hold several chunks, and each is scored as the local engine scores it."""
+    shard, index = np.asarray(cols["shard"]), np.asarray(cols["index"])
+    key = shard.astype(np.int64) * (1 << 40) + index // chunk_rows
+    breaks = np.flatnonzero(np.diff(key) != 0) + 1
+    bounds = [0, *breaks.tolist(), len(index)]
+    return list(zip(bounds[:-1], bounds[1:]))
+
+
 def _columns(shard_id: int, start: int, examples, *, last: bool) -> dict:
     n = len(examples)
     flags = np.zeros(n, dtype=bool)

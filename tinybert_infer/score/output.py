@@ -56,6 +56,7 @@ class _TsvSink:
         data = text.encode("utf-8")
         self.digest.update(data)
         self.handle.write(data)
+        self.handle.flush()  # one flush per chunk: a run's progress is visible on disk
 
     def write(self, run: dict) -> None:
         fields = []

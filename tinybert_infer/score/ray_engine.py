@@ -21,12 +21,16 @@ from typing import Optional, Sequence
 import numpy as np
 
 from ..errors import PipelineError, ToolError
-from .corpus import Shard, iter_chunks
+from .corpus import Shard, chunk_keys, chunk_nbytes, iter_chunks
 from .scorer import make_scorer
 
 RAY_PACKAGE = "ray[data]"
 LOCAL_OBJECT_STORE = 512 << 20  # a local Ray's object store: blocks are small, the default takes 30 % of RAM
 READ_CONCURRENCY = 2            # shards read at once: reading is cheap next to scoring
+# Ray merges what a read task yields into blocks of target_max_block_size bytes (128 MiB by default: a whole
+# shard, one actor) and slices blocks of 1.5x that. At 4 chunks, a block is 4-5 chunks and never sliced unless
+# one chunk is twice the first chunk's size, so actors see whole chunks (scored as locally) and share a shard.
+CHUNKS_PER_BLOCK = 4
 # Test hooks (fault injection), read inside the actors:
 EXIT_ONCE_ENV = "TINYBERT_SCORE_TEST_EXIT_ONCE"  # a file path: while it exists, the next actor batch takes it, exits
 DELAY_ENV = "TINYBERT_SCORE_TEST_DELAY"          # a file path: while it exists, each batch sleeps its seconds
@@ -99,10 +103,13 @@ class ScoreActor:
 
     def __init__(self, plan: dict):
         self.scorer = make_scorer(plan)
+        self.chunk_rows = plan["chunk_rows"]
 
     def __call__(self, batch: dict) -> dict:
         _test_faults()
-        logits = self.scorer.score_batch([str(t) for t in batch["text"]])
+        texts = [str(t) for t in batch["text"]]
+        parts = [self.scorer.score_batch(texts[a:b]) for a, b in chunk_keys(batch, self.chunk_rows)]
+        logits = np.concatenate(parts) if parts else np.empty((0, 0), np.float32)
         out = {"shard": batch["shard"], "index": batch["index"], "label": batch["label"], "last": batch["last"],
                "prediction": logits.argmax(axis=1).astype(np.int64)}
         out.update({f"logit_{k}": logits[:, k] for k in range(logits.shape[1])})
@@ -135,7 +142,8 @@ def _pipeline_error(exc: BaseException) -> Optional[PipelineError]:
             continue
         seen.add(id(current))
         if isinstance(current, PipelineError) and type(current).__module__ == PipelineError.__module__:
-            return current  # the original, not Ray's dual-class copy (whose text is a traceback)
+            # the original, not Ray's dual-class copy (a traceback); Ray appends retry advice on new lines
+            return type(current)(str(current).splitlines()[0])
         stack += [getattr(current, "cause", None), current.__cause__, current.__context__]
     return None
 
@@ -182,9 +190,13 @@ class RayEngine:
         ctx.actor_task_retry_on_errors = False  # our exceptions are bad input: fail, do not loop
         ctx.enable_progress_bars = False
         ctx.execution_options.preserve_order = False  # the writer orders rows itself
+        previous_block_size = ctx.target_max_block_size
+        chunk_bytes = chunk_nbytes(shards[0], labels, plan["chunk_rows"])
+        ctx.target_max_block_size = CHUNKS_PER_BLOCK * chunk_bytes
         size = self.pool_size()
         plan = dict(plan, threads=self.cpus_per_actor)
         ds = ray.data.read_datasource(ShardSource(shards, labels, plan["chunk_rows"]), num_cpus=0,
+                                      override_num_blocks=len(shards),  # one task per shard, blocks never split
                                       concurrency=min(READ_CONCURRENCY, len(shards)))
         ds = ds.map_batches(ScoreActor, fn_constructor_args=(plan,), batch_size=None, batch_format="numpy",
                             compute=ray.data.ActorPoolStrategy(size=size), num_cpus=self.cpus_per_actor,
@@ -200,9 +212,12 @@ class RayEngine:
             if typed is not None:
                 raise typed from None
             raise PipelineError(f"Ray run failed: {str(exc).strip().splitlines()[0][:300]}") from None
+        finally:
+            ctx.target_max_block_size = previous_block_size
         return {"address": self.address or "local", "ray": self.ray.__version__, "actors": size,
                 "cpus_per_actor": self.cpus_per_actor, "cluster_cpus": self.ray.cluster_resources().get("CPU"),
-                "max_errored_blocks": ctx.max_errored_blocks}
+                "max_errored_blocks": ctx.max_errored_blocks,
+                "target_max_block_size": CHUNKS_PER_BLOCK * chunk_bytes}
 
     def shutdown(self) -> None:
         if self.started and self.ray.is_initialized():
