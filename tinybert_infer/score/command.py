@@ -82,9 +82,9 @@ def score_corpus(spec, *, engine: str = "local", fmt: str = "tsv", backend: str 
     every row of every shard was scored exactly once."""
     shards = resolve_shards(spec)
     if engine == "ray":
-        from .ray_engine import RayEngine
+        from .ray_engine import import_ray
 
-        runner = RayEngine(cpus_per_actor=cpus_per_actor, actors=actors)  # fails fast: no ray, no cluster
+        import_ray()  # no ray package: one line, before any work
         threads = cpus_per_actor
     plan = make_plan(backend=backend, model=model, model_dir=model_dir, batch_size=batch_size, threads=threads,
                      max_seq_length=max_seq_length, chunk_rows=chunk_rows)
@@ -95,7 +95,12 @@ def score_corpus(spec, *, engine: str = "local", fmt: str = "tsv", backend: str 
     described = scorer.describe()
     summary = {"args": list(sys.argv), "engine": engine, "input": str(spec), "plan": described,
                "versions": _versions()}
+    runner = None
     try:
+        if engine == "ray":
+            from .ray_engine import RayEngine
+
+            runner = RayEngine(cpus_per_actor=cpus_per_actor, actors=actors)  # connects (or starts) Ray
         with ScoreFolder(output_root, shards, fmt=fmt, num_labels=num_labels, labelled=labelled,
                          output_dirname=output_dirname) as out, \
                 progress(desc=f"score {engine}", unit="sent", enabled=show_progress) as bar:
@@ -112,6 +117,6 @@ def score_corpus(spec, *, engine: str = "local", fmt: str = "tsv", backend: str 
             summary.update(wall_s=wall, throughput=out.writer.rows_written / wall if wall else 0.0)
             summary = out.publish(summary)
     finally:
-        if engine == "ray":
+        if runner is not None:
             runner.shutdown()
     return summary, out.dir
