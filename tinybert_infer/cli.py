@@ -306,7 +306,16 @@ def add_postprocess(sub):
 def cmd_postprocess(args) -> int:
     from .metrics import evaluate, format_report
     from .results import metrics_path, predictions_path
+    from .score.output import evaluate_score_folder, is_score_folder
 
+    if is_score_folder(args.result_dir):  # `score` output: labels and predictions are in the folder itself
+        metrics = evaluate_score_folder(args.result_dir)
+        if metrics is None:
+            print(f"unlabelled corpus: predictions are in {args.result_dir}")
+        else:
+            print(format_report(metrics))
+            print(f"metrics: {metrics_path(args.result_dir)}")
+        return 0
     evaluation = evaluate(args.result_dir, args.bin_dir)
     if evaluation.metrics is None:
         print(f"{len(evaluation.predictions)} unlabelled samples; predictions in GLUE submission format: "
@@ -333,7 +342,8 @@ def _extra_commands():
 
     found = []
     for module, attr in (("atc", "add_command"), ("trtexec", "add_command"), ("aisbench", "add_command"),
-                         ("bench", "add_command"), ("pipeline", "add_command")):
+                         ("bench", "add_command"), ("pipeline", "add_command"),
+                         ("score", "add_command")):
         try:
             mod = importlib.import_module(f".{module}", __package__)
         except ModuleNotFoundError as exc:
