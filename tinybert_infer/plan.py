@@ -381,16 +381,23 @@ def _synthetic_data(count: int = TIMING_SAMPLES) -> dict:
     return synthetic_feeds(count)
 
 
-def static_plan_of(backend: Backend, model, batch_size: int, threads: Optional[int]) -> Plan:
-    """The plan a static run (the recipe's default path, `--backend auto` or named) executes, for its summary."""
+def plan_of_backend(backend: Backend, model, *, batching: str = "static", batch_size: Optional[int] = None,
+                    buckets=None, pad_multiple=None, threads: Optional[int] = None) -> Plan:
+    """The plan a run on an already-made backend executes (a named --backend, or auto's static choice), for the
+    summary: what ran, in the same shape as a planned run."""
+    from .inference import _resolve_batch
+
+    batch = _resolve_batch(backend, batch_size)
     name = getattr(backend, "variant", None) or {"onnxruntime": "ort", "openvino": "openvino-fp32",
                                                  "torch": "torch"}.get(backend.name, "ort")
     if name == "openvino-fp32" and getattr(backend, "precision", "fp32") == "bf16":
         name = "openvino-bf16"
     info = backend.describe()
     threads = threads or (info["threads"] if isinstance(info.get("threads"), int) else None)
-    return Plan(name, str(info.get("artefact") or model), "static", batch_size, "fixed",
-                streams=int(info.get("streams") or 1), threads=threads)
+    policy = "fixed" if backend.seq_len is not None or batching == "static" else "dynamic"
+    return Plan(name, str(info.get("artefact") or model), batching, batch, policy,
+                tuple(buckets) if buckets else None, pad_multiple, streams=int(info.get("streams") or 1),
+                threads=threads)
 
 
 def with_overrides(plan: Plan, **changes) -> Plan:
