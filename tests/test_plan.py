@@ -202,3 +202,25 @@ def test_plan_of_a_named_backend_describes_what_ran(models):
     plan = plan_of_backend(backend, models["dynamic"], batching="length", batch_size=8, buckets=(16, 32))
     assert (plan.variant, plan.shape_policy, plan.streams, plan.threads, plan.buckets) == (
         "openvino-bf16", "dynamic", 2, 2, (16, 32))
+
+
+@pytest.mark.parametrize("ort_rate, expected", [(105.0, "openvino-fp32"), (150.0, "ort")])
+def test_auto_keeps_its_preferred_fp32_artefact_unless_another_is_clearly_faster(models, tmp_path, monkeypatch,
+                                                                                 ort_rate, expected):
+    import tinybert_infer.select as select
+
+    local = tmp_path / models["static"].name
+    shutil.copy(models["static"], local)
+    rates = {"ort": ort_rate, "ort-fused": 90.0, "openvino-fp32": 100.0}
+    calls = []
+
+    def fake_measure(backend, batch, policy, **kw):
+        calls.append(backend.variant)
+        return {"samples_per_s": rates[backend.variant]}
+
+    monkeypatch.setattr(select, "measure_backend", fake_measure)
+    chosen = select.choose_backend(local, batch_size=4, threads=1, log=lambda s: None)
+    assert chosen.variant == expected
+    # interleaved rounds: every candidate once per round, in turn
+    assert calls[:3] == calls[3:6] == ["ort", "ort-fused", "openvino-fp32"]
+    chosen.close()
