@@ -224,3 +224,26 @@ def test_auto_keeps_its_preferred_fp32_artefact_unless_another_is_clearly_faster
     # interleaved rounds: every candidate once per round, in turn
     assert calls[:3] == calls[3:6] == ["ort", "ort-fused", "openvino-fp32"]
     chosen.close()
+
+
+@pytest.mark.slow  # about a minute on 2 cores: exports, a planner, PyTorch's labels
+def test_real_job_section_rows_on_a_tiny_checkpoint(tiny_checkpoint, tmp_path):
+    from conftest import write_tsv
+    from tinybert_infer.checkpoint import read_checkpoint
+    from tinybert_infer.realjob import markdown_section, real_job_flops, real_job_section
+
+    config = read_checkpoint(tiny_checkpoint).config
+    # two sentences of 10 and 30 tokens: the mean of their own FLOPs, far below the padded-to-64 figure
+    assert real_job_flops(config, [10, 30]) == pytest.approx(
+        (config.executed_flops_per_sample(10) + config.executed_flops_per_sample(30)) / 2)
+    data = tmp_path / "SST-2"
+    write_tsv(data / "dev.tsv")
+    rates = {"gflops": {"fp32": 100.0, "bf16": None, "int8": None}}
+    section = real_job_section(model_dir=tiny_checkpoint, data_dir=data, work=tmp_path / "work", threads=1,
+                               rates=rates, batch=4, precisions=["fp32"], repeats=1)
+    kinds = [(r["model"], r["kind"]) for r in section["rows"]]
+    assert kinds == [("checkpoint", "static-64"), ("checkpoint", "recommended")]
+    for row in section["rows"]:  # fp32 plans: PyTorch's label on every sentence
+        assert row["labels_differ_from_pytorch"] == 0 and 0 < row["fraction_of_real_job_limit"]
+    text = "\n".join(markdown_section(section))
+    assert "Real job" in text and "recommended >= 2x static-64" in text

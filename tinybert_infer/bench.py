@@ -303,6 +303,15 @@ def run_benchmark(out: Path, *, quick: bool = False, batch_sizes=None, backends=
     report["dynamic_length"] = dynamic_length_section(
         names, model_dir=model_dir, tsv=subset_tsv(dev, accuracy_samples, work) if dev.is_file() else dev,
         work=work / "dynamic_length", batch_sizes=batch_sizes, threads=threads, repeats=1 if quick else 2, log=log)
+    if quick:  # a planner per precision and model: minutes, not for CI
+        report["real_job"] = {"skipped": "--quick run (the full benchmark has it)"}
+    else:
+        log("[real job] each precision's static-64 and planned plan, end to end, vs the real-job limit")
+        from .realjob import real_job_section
+
+        report["real_job"] = real_job_section(model_dir=model_dir, data_dir=data_dir, work=work / "real_job",
+                                              threads=threads, rates=report["roofline"], throughput_checkpoint=tp_ckpt,
+                                              log=log)
     report.update(summarise(report, model_limits))
     report["load_average_end"] = list(os.getloadavg())
     report["elapsed_s"] = time.time() - started
@@ -569,6 +578,9 @@ def render_markdown(r: dict) -> str:
     from .dynamic_bench import markdown_section
 
     lines += markdown_section(r.get("dynamic_length"))
+    from .realjob import markdown_section as real_job_lines
+
+    lines += real_job_lines(r.get("real_job"))
     lines += ["", "## Targets (ratios measured in this run)", "", "| target | ratio | met |", "|---|---|---|"]
     for t in r["targets"]:
         extra = ""
