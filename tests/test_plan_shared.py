@@ -62,8 +62,6 @@ def test_the_recommended_bf16_plan_differs_from_pytorch_on_few_labels(served):
 
 
 def test_the_recommended_int8_plan_is_within_half_a_point_of_fp32(served):
-    from tinybert_infer.optimize import nncf_available
-
     plan, predicted, gold = _recommended(served, "int8")
     _, _, oracle, accuracy = served
     assert abs(float(np.mean(predicted == gold)) - accuracy) <= 0.005, plan.label()

@@ -141,6 +141,24 @@ def real_job_section(*, model_dir: Path, data_dir: Path, work: Path, threads: in
             "targets": targets(rows)}
 
 
+def plan_stability(dynamic_model: Path, feats: dict, *, precision: str, batch: int, threads: int, runs: int = 10,
+                   static_model=None, log: Callable[[str], None] = lambda s: None) -> dict:
+    """How often the planner, measuring afresh each time (no cache), picks each plan: issue 10 asks for the same
+    plan in >= 9 of 10 runs where candidates differ by more than 20 %."""
+    from collections import Counter
+
+    from .plan import make_plan
+
+    picks, rates = Counter(), []
+    for run in range(runs):
+        choice = make_plan(dynamic_model=dynamic_model, precision=precision, batch_size=batch, threads=threads,
+                           data=feats, static_model=static_model, use_cache=False, log=lambda s: None)
+        picks[choice.plan.label()] += 1
+        rates.append(choice.selection["samples_per_s"])
+        log(f"[stability] run {run + 1}/{runs}: {choice.plan.label()}")
+    return {"precision": precision, "runs": runs, "picks": dict(picks), "samples_per_s_per_run": rates}
+
+
 def targets(rows: Sequence[dict]) -> list:
     def row(model, precision, kind):
         return next((r for r in rows if (r["model"], r["precision"], r["kind"]) == (model, precision, kind)), None)
@@ -210,10 +228,14 @@ def main(argv=None) -> int:
     parser.add_argument("--no_4l", action="store_true", help="only the real checkpoint")
     parser.add_argument("--work", type=Path, default=None, help="scratch folder (default: a new one under /tmp)")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--stability", type=positive_int, default=None, metavar="N",
+                        help="instead: run the planner N times without its cache on the checkpoint, count its picks")
     args = parser.parse_args(argv)
     threads = args.threads or default_threads()
     work = args.work or Path(tempfile.mkdtemp(prefix="tinybert_realjob-"))
     log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
+    if args.stability:
+        return _stability_main(args, threads, work, log)
     try:
         rates = gemm_rates(threads, 2.0)
         section = real_job_section(model_dir=args.model_dir or default_model_dir(),
@@ -227,6 +249,28 @@ def main(argv=None) -> int:
     print("\n".join(markdown_section(section)))
     if args.json:
         args.json.write_text(json.dumps(section, indent=2, default=str) + "\n", encoding="utf-8")
+    return 0
+
+
+def _stability_main(args, threads: int, work: Path, log) -> int:
+    from .dynamic import read_sample_files
+    from .export import export_checkpoint, export_dynamic_checkpoint
+    from .data import preprocess
+    from .checkpoint import VOCAB_FILE
+
+    model_dir = args.model_dir or default_model_dir()
+    dev = (args.data_dir or default_data_dir()) / "dev.tsv"
+    preprocess(dev, model_dir / VOCAB_FILE, work / "bert_bin", show_progress=False)
+    feats = read_sample_files([work / "bert_bin" / n for n in INPUT_NAMES]).feats
+    static = export_checkpoint(model_dir, args.batchsize, work, validate_count=8).sim_path
+    dynamic = export_dynamic_checkpoint(model_dir, work).sim_path
+    results = [plan_stability(dynamic, feats, precision=p, batch=args.batchsize, threads=threads,
+                              runs=args.stability, static_model=static, log=log)
+               for p in args.precisions.split(",") if p]
+    for r in results:
+        print(f"{r['precision']}: " + ", ".join(f"{label}: {n}/{r['runs']}" for label, n in r["picks"].items()))
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     return 0
 
 
