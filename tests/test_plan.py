@@ -247,3 +247,41 @@ def test_real_job_section_rows_on_a_tiny_checkpoint(tiny_checkpoint, tmp_path):
         assert row["labels_differ_from_pytorch"] == 0 and 0 < row["fraction_of_real_job_limit"]
     text = "\n".join(markdown_section(section))
     assert "Real job" in text and "recommended >= 2x static-64" in text
+
+
+@pytest.mark.slow
+def test_plan_stability_counts_each_fresh_choice(models):
+    from tinybert_infer.realjob import plan_stability
+
+    result = plan_stability(models["dynamic"], models["feats"], precision="fp32", batch=4, threads=1, runs=2)
+    assert sum(result["picks"].values()) == 2 and len(result["samples_per_s_per_run"]) == 2
+
+
+def test_the_accuracy_gate_leaves_out_low_precision_plans_that_lose_accuracy(models, monkeypatch):
+    import tinybert_infer.plan as plan_module
+    from tinybert_infer.plan import AccuracyGate, gate_plans
+
+    labels = np.array([0, 1] * 100)
+    wrong = {"ort": 0, "openvino-int8": 1, "ort-int8-dynamic": 2}  # wrong labels out of 200 per variant
+
+    class Fake:
+        def __init__(self, plan):
+            self.plan = plan
+
+        def score(self, feats):
+            predicted = labels.copy()
+            predicted[:wrong[self.plan.variant]] ^= 1
+            return np.eye(2, dtype=np.float32)[predicted]
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            pass
+
+    monkeypatch.setattr(plan_module, "open_plan", Fake)
+    plans = [Plan("openvino-int8", "m.xml", "length", 4, "per_length", DEFAULT_BUCKETS),
+             Plan("ort-int8-dynamic", "m.onnx", "length", 4, "dynamic")]
+    kept, info = gate_plans(plans, AccuracyGate({}, labels, max_drop=0.005), "m.onnx")
+    assert kept == plans[:1]  # -0.5 points kept, -1.0 point left out
+    assert info["fp32_accuracy"] == 1.0 and info["accuracy"][plans[1].label()] == 0.99

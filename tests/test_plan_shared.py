@@ -33,11 +33,12 @@ def served(tmp_path_factory):
 
 
 def _recommended(served, precision):
-    from tinybert_infer.plan import make_plan, open_plan
+    from tinybert_infer.plan import dev_gate, make_plan, open_plan
 
     dynamic, samples, _, _ = served
+    gate = dev_gate(DATA / "dev.tsv", MODEL / "vocab.txt") if precision != "fp32" else None
     choice = make_plan(dynamic_model=dynamic, precision=precision, batch_size=32, data=samples.feats,
-                       checkpoint_dir=MODEL, calibration_tsv=DATA / "test.tsv", rounds=1)
+                       checkpoint_dir=MODEL, calibration_tsv=DATA / "test.tsv", rounds=1, gate=gate)
     with open_plan(choice.plan) as executor:
         logits = executor.score(samples.feats)
     labels = np.array([int(line.split("\t")[1]) for line in

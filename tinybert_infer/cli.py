@@ -270,10 +270,14 @@ def _length_executor(args, onnx_path, model_dir, buckets, samples):
         return PlanExecutor(plan), {}
     if args.dynamic_length and args.backend == "auto" and not (args.streams or args.pad_multiple or buckets):
         static = Path(sim_onnx_name(args.batchsize))  # the recipe's static model, a candidate where it is at hand
+        from .checkpoint import VOCAB_FILE
+        from .plan import dev_gate
+
+        gate = None if args.precision == "fp32" else dev_gate(default_data_dir() / "dev.tsv", model_dir / VOCAB_FILE)
         choice = make_plan(dynamic_model=onnx_path, precision=args.precision, batch_size=args.batchsize,
                            threads=args.threads, data=samples.feats, checkpoint_dir=model_dir,
                            static_model=static if static.is_file() and samples.width == SEQ_LEN else None,
-                           calibration_tsv=_calibration_tsv())
+                           calibration_tsv=_calibration_tsv(), gate=gate)
         return PlanExecutor(choice.plan), {"plan_selection": choice.selection}
     backend = make_backend(args.backend, onnx_path=onnx_path, checkpoint_dir=model_dir,
                            batch_size=None if args.dynamic_length else args.batchsize, threads=args.threads,
