@@ -19,8 +19,9 @@ from __future__ import annotations
 import statistics
 import sys
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -155,11 +156,7 @@ class PlanExecutor:
         fed = self.backend.batch_size or 1
         batches = plan_batches(lengths, self.plan.batch_size, width=width, pad_multiple=self.plan.pad_multiple,
                                buckets=self.plan.buckets, mode=self.plan.mode)
-
-        class _Feats:  # dynamic._feeds reads samples.feats
-            pass
-        holder = _Feats()
-        holder.feats = feats
+        holder = SimpleNamespace(feats=feats)  # dynamic._feeds slices samples.feats: one home for filler rows
         out: Optional[np.ndarray] = None
         items = ((_feeds(holder, b, self.backend.input_names, fed), b) for b in batches)
         for batch, logits, _ms in self.backend.run_pipelined(items):
@@ -452,7 +449,3 @@ def plan_of_backend(backend: Backend, model, *, batching: str = "static", batch_
     return Plan(name, str(info.get("artefact") or model), batching, batch, policy,
                 tuple(buckets) if buckets else None, pad_multiple, streams=int(info.get("streams") or 1),
                 threads=threads)
-
-
-def with_overrides(plan: Plan, **changes) -> Plan:
-    return replace(plan, **{k: v for k, v in changes.items() if v is not None})
