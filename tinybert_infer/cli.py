@@ -191,8 +191,11 @@ def cmd_infer(args) -> int:
     else:
         if args.output is None:
             raise UsageError("give --output: results are only saved under an output root")
+        from .plan import plan_of_backend
+
         dirs = [Path(d) for d in args.input.split(",") if d]
-        extra = {"inputs_manifest_sha256": manifest_digest(dirs[0].parent), **run_model_record(backend, onnx_path)}
+        extra = {"inputs_manifest_sha256": manifest_digest(dirs[0].parent), **run_model_record(backend, onnx_path),
+                 "plan": plan_of_backend(backend, onnx_path, batch_size=args.batchsize, threads=args.threads).to_dict()}
         _check_inputs_tokenizer(dirs[0].parent, extra["model_tokenizer"])
         report = run_files(backend, dirs, args.output, batch_size=args.batchsize, outfmt=args.outfmt,
                            output_dirname=args.output_dirname, loop=args.loop, warmup_count=args.warmup_count,
@@ -242,19 +245,19 @@ def _add_length_args(p):
     pad.add_argument("--pad_multiple", type=positive_int, default=None,
                      help="round each batch's length up to a multiple of N (e.g. 8)")
     pad.add_argument("--buckets", default=None, help="round each batch's length up to one of these, e.g. 16,32,48,64")
+    g.add_argument("--static_shapes", action="store_true",
+                   help="OpenVINO: compile one static [batchsize, L] model per length bucket (default buckets "
+                        "16,24,32,40,48,64) and reuse it: keeps its bf16/int8 kernels on length-aware batches")
     g.add_argument("--tsv", type=Path, default=None,
                    help="a GLUE TSV fed directly instead of --input (tokenised with <model_dir>/vocab.txt)")
     g.add_argument("--max_seq_length", type=positive_int, default=SEQ_LEN, help="truncation for --tsv (default 64)")
 
 
 def cmd_infer_by_length(args) -> int:
-    """infer --dynamic_length and/or --tsv: samples fed through tinybert_infer.dynamic."""
-    from .backends import make_backend
+    """infer --dynamic_length and/or --tsv: samples fed through a plan (tinybert_infer.plan, dynamic)."""
     from .data import manifest_digest
-    from .dynamic import (default_streams, format_length_block, parse_buckets, read_sample_files, read_tsv_samples,
-                          run_samples)
+    from .dynamic import format_length_block, parse_buckets, read_sample_files, read_tsv_samples
     from .layout import dynamic_sim_onnx_name
-    from .specs import run_model_record
 
     if (args.tsv is None) == (args.input is None):
         raise UsageError("give exactly one of --input (preprocessed folders) and --tsv")
@@ -271,12 +274,9 @@ def cmd_infer_by_length(args) -> int:
         raise UsageError("give --model or --batchsize")
     if args.tsv is not None:
         _check_vocab(_model_vocab(model_dir))
-    backend = make_backend(args.backend, onnx_path=onnx_path, checkpoint_dir=model_dir,
-                           batch_size=None if args.dynamic_length else args.batchsize, threads=args.threads,
-                           precision=args.precision,
-                           streams=args.streams or default_streams(args.backend, args.threads, args.dynamic_length),
-                           head=args.head)
-    model_record = run_model_record(backend, onnx_path)
+    if args.static_shapes and not args.dynamic_length:
+        raise UsageError("--static_shapes needs --dynamic_length")
+    model_record = _model_record(args.backend, model_dir, onnx_path, args.head)
     if args.tsv is not None:
         vocab = _model_vocab(model_dir)
         _check_tsv_tokenizer(vocab, model_record["model_tokenizer"])
@@ -284,15 +284,78 @@ def cmd_infer_by_length(args) -> int:
     else:
         dirs = [Path(d) for d in args.input.split(",") if d]
         _check_inputs_tokenizer(dirs[0].parent, model_record["model_tokenizer"])
-        samples = read_sample_files(dirs, backend.input_names)
+        samples = read_sample_files(dirs, INPUT_NAMES)
         samples.summary_extra["inputs_manifest_sha256"] = manifest_digest(dirs[0].parent)
     samples.summary_extra.update(model_record)
-    report = run_samples(backend, samples, args.output, batch_size=args.batchsize,
-                         mode="dynamic_length" if args.dynamic_length else "static",
-                         pad_multiple=args.pad_multiple, buckets=buckets, outfmt=args.outfmt,
-                         output_dirname=args.output_dirname, loop=args.loop, warmup_count=args.warmup_count)
+    executor, extra = _length_executor(args, onnx_path, model_dir, buckets, samples)
+    try:
+        report = executor.run_samples(samples, args.output, outfmt=args.outfmt, output_dirname=args.output_dirname,
+                                      loop=args.loop, warmup_count=args.warmup_count, extra_summary=extra)
+    finally:
+        executor.close()
     _print_run(report, format_length_block(report.summary))
     return 0
+
+
+def _length_executor(args, onnx_path, model_dir, buckets, samples):
+    """The plan a --dynamic_length/--tsv run executes: measured by the planner (--backend auto, no shape flags),
+    OpenVINO's per-length static shapes (--static_shapes), or the named backend as given."""
+    from .backends import make_backend
+    from .dynamic import default_streams
+    from .plan import DEFAULT_BUCKETS, Plan, PlanExecutor, build_candidate_artefacts, make_plan, plan_of_backend
+
+    if args.dynamic_length and args.batchsize is None:
+        raise UsageError("this backend has no static batch: give --batchsize")
+    if args.static_shapes:
+        if args.backend not in ("auto", "openvino"):
+            raise UsageError("--static_shapes is OpenVINO's: use --backend openvino or auto")
+        from .optimize import artefact_path
+        from .select import default_threads
+
+        name = f"openvino-{args.precision}"
+        threads = args.threads or default_threads()
+        plan = Plan(name, str(artefact_path(Path(onnx_path), name)), "length", args.batchsize, "per_length",
+                    buckets or DEFAULT_BUCKETS, args.pad_multiple, streams=args.streams or 1, threads=threads)
+        build_candidate_artefacts([plan], onnx_path, batch_size=args.batchsize, threads=threads,
+                                  checkpoint_dir=model_dir, calibration_tsv=_calibration_tsv())
+        return PlanExecutor(plan), {}
+    if args.dynamic_length and args.backend == "auto" and not (args.streams or args.pad_multiple or buckets):
+        static = Path(sim_onnx_name(args.batchsize))  # the recipe's static model, a candidate where it is at hand
+        from .checkpoint import VOCAB_FILE
+        from .plan import dev_gate
+
+        gate = None if args.precision == "fp32" else dev_gate(default_data_dir() / "dev.tsv", model_dir / VOCAB_FILE)
+        choice = make_plan(dynamic_model=onnx_path, precision=args.precision, batch_size=args.batchsize,
+                           threads=args.threads, data=samples.feats, checkpoint_dir=model_dir,
+                           static_model=static if static.is_file() and samples.width == SEQ_LEN else None,
+                           calibration_tsv=_calibration_tsv(), gate=gate)
+        return PlanExecutor(choice.plan), {"plan_selection": choice.selection}
+    backend = make_backend(args.backend, onnx_path=onnx_path, checkpoint_dir=model_dir,
+                           batch_size=None if args.dynamic_length else args.batchsize, threads=args.threads,
+                           precision=args.precision,
+                           streams=args.streams or default_streams(args.backend, args.threads, args.dynamic_length),
+                           head=args.head)
+    plan = plan_of_backend(backend, onnx_path, batching="length" if args.dynamic_length else "static",
+                           batch_size=args.batchsize, buckets=buckets, pad_multiple=args.pad_multiple,
+                           threads=args.threads)
+    return PlanExecutor(plan, backend), {}
+
+
+def _model_record(backend_name: str, model_dir: Path, onnx_path, head) -> dict:
+    """The head and tokenizer switches a run records, known before any backend is built (specs.run_model_record)."""
+    from .specs import run_model_record
+
+    if backend_name == "torch":
+        from .checkpoint import read_checkpoint
+
+        checkpoint = read_checkpoint(model_dir, head=head)
+        return {"head": checkpoint.spec.name, "model_tokenizer": checkpoint.tokenizer.label()}
+    return run_model_record(None, onnx_path)
+
+
+def _calibration_tsv() -> Path:
+    """INT8 calibration: the unlabelled test.tsv beside dev.tsv, never the scored data."""
+    return default_data_dir() / "test.tsv"
 
 
 # ---------------------------------------------------------------- postprocess (stage 5)

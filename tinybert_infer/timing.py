@@ -22,6 +22,7 @@ class TimingPolicy:
 
 QUICK = TimingPolicy(warmup_s=0.05, warmup_runs=1, min_s=0.2, min_runs=3, max_s=1.0)
 SELECT = TimingPolicy(warmup_s=0.3, warmup_runs=2, min_s=1.0, min_runs=5, max_s=3.0)
+SELECT_ROUND = TimingPolicy(warmup_s=0.1, warmup_runs=1, min_s=0.4, min_runs=3, max_s=1.5)  # x3 interleaved
 
 
 def synthetic_feeds(batch: int, seq_len: int = SEQ_LEN, vocab_size: int = 30522, seed: int = 0) -> dict:

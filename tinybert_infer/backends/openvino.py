@@ -106,3 +106,143 @@ class OpenVinoBackend(Backend):
                     inference_precision_hint=self.effective_precision, threads=self.effective_threads,
                     streams=self.streams)
         return info
+
+
+class OpenVinoStaticShapes(Backend):
+    """One dynamic-shape model, compiled once per static shape [batch_size, L] it meets and reused (the "buckets"
+    shape policy). OpenVINO keeps its fastest kernels (bf16/AMX, NNCF int8) only for static shapes; compiled per
+    shape they survive length-aware batching. A batch with fewer rows than batch_size gets filler copies of its
+    first row (their outputs are dropped), so the number of compiles is bounded by the number of lengths fed.
+    Compiled blobs go to cache_dir (OpenVINO's model cache) so a later run imports instead of compiling."""
+
+    name = "openvino"
+
+    def __init__(self, model_path, *, batch_size: int, threads: Optional[int] = None, precision: str = "fp32",
+                 streams: int = 1, cache_dir=None):
+        import openvino as ov
+
+        if precision not in PRECISION_HINTS:
+            raise UsageError(f"OpenVINO precision {precision!r}: use one of {', '.join(PRECISION_HINTS)}")
+        if streams < 1 or (threads and streams > threads):
+            raise UsageError(f"--streams {streams}: use 1 to the thread count ({threads or 'all cores'})")
+        if batch_size < 1:
+            raise UsageError(f"batch size must be a positive integer, got {batch_size}")
+        self.model_path = Path(model_path)
+        if not self.model_path.is_file():
+            raise ExportError(f"{self.model_path}: model not found")
+        self.core = ov.Core()
+        if cache_dir is not None:
+            self.core.set_property({"CACHE_DIR": str(cache_dir)})
+        try:
+            self.model = self.core.read_model(str(self.model_path))
+        except RuntimeError as exc:
+            raise ExportError(f"{self.model_path}: OpenVINO cannot load it ({str(exc).splitlines()[0][:160]})") from None
+        self.input_names = [i.get_any_name() for i in self.model.inputs]
+        self.config = {"INFERENCE_PRECISION_HINT": PRECISION_HINTS[precision], "NUM_STREAMS": int(streams)}
+        if streams == 1:
+            self.config["PERFORMANCE_HINT"] = "LATENCY"
+        if threads:
+            self.config["INFERENCE_NUM_THREADS"] = int(threads)
+        self.static_batch = int(batch_size)
+        self.batch_size = None  # callers may feed fewer rows: filled up here
+        self.seq_len = None
+        self.precision, self.threads, self.streams = precision, threads, int(streams)
+        self.cache_dir = cache_dir
+        self._compiled: dict = {}   # length -> (compiled model, its infer requests)
+        self.compile_seconds = 0.0
+        self._version = ov.__version__
+        self.effective_precision = None
+
+    def _requests_for(self, length: int):
+        import time
+
+        entry = self._compiled.get(length)
+        if entry is None:
+            model = self.model.clone()
+            model.reshape({name: [self.static_batch, length] for name in self.input_names})
+            start = time.perf_counter()
+            try:
+                compiled = self.core.compile_model(model, "CPU", self.config)
+            except RuntimeError as exc:
+                raise ExportError(f"{self.model_path}: OpenVINO cannot compile it at [{self.static_batch}, {length}] "
+                                  f"({str(exc).splitlines()[0][:160]})") from None
+            self.compile_seconds += time.perf_counter() - start
+            if self.effective_precision is None:
+                hint = compiled.get_property("INFERENCE_PRECISION_HINT")
+                self.effective_precision = hint.to_string() if hasattr(hint, "to_string") else str(hint)
+            entry = (compiled, deque(compiled.create_infer_request() for _ in range(self.streams)))
+            self._compiled[length] = entry
+        return entry[1]
+
+    def _split(self, feeds):
+        """(length, chunks of at most static_batch rows, each filled up to it, with its real row count)."""
+        rows = len(feeds[self.input_names[0]])
+        length = feeds[self.input_names[0]].shape[1]
+        for start in range(0, rows, self.static_batch):
+            real = min(self.static_batch, rows - start)
+            chunk = {}
+            for name in self.input_names:
+                part = feeds[name][start:start + real]
+                if real < self.static_batch:
+                    part = np.concatenate([part, np.repeat(part[:1], self.static_batch - real, axis=0)])
+                chunk[name] = np.ascontiguousarray(part)
+            yield length, chunk, real
+
+    def run(self, feeds):
+        outs = []
+        for length, chunk, real in self._split(feeds):
+            request = self._requests_for(length)[0]
+            request.infer(chunk)
+            outs.append(request.get_output_tensor(0).data[:real].copy())
+        return np.concatenate(outs)
+
+    def run_pipelined(self, items):
+        """Up to `streams` chunks in flight (each compiled shape has its own requests); in submission order."""
+        import time
+
+        in_flight: deque = deque()  # (request, pool, tag, rows, last chunk of its item)
+        pending: dict = {}
+        # Milliseconds per item = wall time since the previous item was yielded: with several in flight their
+        # latencies overlap, and these add up to the run's wall time instead.
+        clock = [None]
+
+        def finish():
+            request, pool, tag, real, last = in_flight.popleft()
+            request.wait()
+            pending.setdefault(id(tag), []).append(request.get_output_tensor(0).data[:real].copy())
+            pool.append(request)
+            if last:
+                now = time.perf_counter()
+                ms, clock[0] = (now - clock[0]) * 1000.0, now
+                return tag, np.concatenate(pending.pop(id(tag))), ms
+            return None
+
+        try:
+            for feeds, tag in items:
+                if clock[0] is None:
+                    clock[0] = time.perf_counter()
+                chunks = list(self._split(feeds))
+                for k, (length, chunk, real) in enumerate(chunks):
+                    pool = self._requests_for(length)
+                    while len(in_flight) >= self.streams or not pool:
+                        done = finish()
+                        if done is not None:
+                            yield done
+                    request = pool.popleft()
+                    request.start_async(chunk)
+                    in_flight.append((request, pool, tag, real, k == len(chunks) - 1))
+            while in_flight:
+                done = finish()
+                if done is not None:
+                    yield done
+        finally:
+            for request, *_ in in_flight:
+                request.wait()
+
+    def describe(self) -> dict:
+        info = super().describe()
+        info.update(artefact=str(self.model_path), openvino=self._version, precision=self.precision,
+                    inference_precision_hint=self.effective_precision, threads=self.threads, streams=self.streams,
+                    shape_policy="static shape per length", static_batch=self.static_batch,
+                    compiled_lengths=sorted(self._compiled), compile_seconds=round(self.compile_seconds, 3))
+        return info

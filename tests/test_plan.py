@@ -1,0 +1,287 @@
+"""Run plans (tinybert_infer.plan): shape policies, streams x length-aware x precision, the planner and its cache,
+the plan in every summary. Tiny random checkpoints only."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from conftest import run_cli
+from tinybert_infer.dynamic import read_tsv_samples
+from tinybert_infer.errors import UsageError
+from tinybert_infer.layout import SELECTION_CACHE_NAME
+from tinybert_infer.plan import (DEFAULT_BUCKETS, Plan, as_features, make_plan, open_plan, pick, plan_of_backend)
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory, tiny_checkpoint):
+    from conftest import write_tsv
+    from tinybert_infer.checkpoint import VOCAB_FILE
+    from tinybert_infer.data import preprocess
+    from tinybert_infer.export import export_checkpoint, export_dynamic_checkpoint
+
+    work = tmp_path_factory.mktemp("plan_models")
+    tsv = write_tsv(work / "dev.tsv")
+    preprocess(tsv, tiny_checkpoint / VOCAB_FILE, work / "bert_bin", show_progress=False)
+    static = export_checkpoint(tiny_checkpoint, 4, work, tsv_path=tsv, validate_count=8).sim_path
+    dynamic = export_dynamic_checkpoint(tiny_checkpoint, work, tsv_path=tsv).sim_path
+    feats = read_tsv_samples(tsv, tiny_checkpoint / VOCAB_FILE).feats
+    return {"work": work, "tsv": tsv, "static": static, "dynamic": dynamic, "feats": feats}
+
+
+def _static_logits(models):
+    with open_plan(Plan("ort", str(models["static"]), "static", 4, "fixed", threads=1)) as executor:
+        return executor.score(models["feats"])
+
+
+def _fused(models):
+    from tinybert_infer.optimize import artefact_path, build_artefacts
+
+    build_artefacts(models["dynamic"], ["ort-fused"], batch_size=4, threads=1)
+    return str(artefact_path(models["dynamic"], "ort-fused"))
+
+
+# ---------------------------------------------------------------- every shape policy: the static path's labels
+@pytest.mark.parametrize("make", [
+    lambda m: Plan("ort", str(m["dynamic"]), "length", 4, "dynamic", threads=1),
+    lambda m: Plan("ort", str(m["dynamic"]), "length", 3, "dynamic", pad_multiple=8, threads=1),
+    lambda m: Plan("ort-fused", _fused(m), "length", 4, "dynamic", threads=1),
+    lambda m: Plan("openvino-fp32", str(m["dynamic"]), "length", 4, "dynamic", streams=2, threads=2),
+    lambda m: Plan("openvino-fp32", str(m["dynamic"]), "length", 4, "per_length", DEFAULT_BUCKETS, threads=2),
+    lambda m: Plan("openvino-fp32", str(m["dynamic"]), "length", 5, "per_length", (8, 16), streams=2, threads=2),
+    lambda m: Plan("openvino-fp32", str(m["static"]), "static", 4, "fixed", threads=2),
+], ids=["ort-longest", "ort-pad8", "ort-fused", "ov-dynamic-2streams", "ov-per-length", "ov-per-length-2streams",
+        "ov-static"])
+def test_every_fp32_shape_policy_gives_the_static_paths_labels_and_logits(models, make):
+    plan = make(models)
+    expected = _static_logits(models)
+    with open_plan(plan) as executor:
+        got = executor.score(models["feats"])
+        got_again = executor.score(models["feats"])  # compiled shapes reused, same numbers
+    assert got.shape == expected.shape == (13, 2)
+    np.testing.assert_array_equal(got.argmax(1), expected.argmax(1))
+    assert np.max(np.abs(got - expected)) <= 1e-4
+    np.testing.assert_array_equal(got, got_again)
+
+
+def test_per_length_compiles_one_static_shape_per_length_and_fills_partial_batches(models):
+    plan = Plan("openvino-fp32", str(models["dynamic"]), "length", 4, "per_length", (8, 16, 32), threads=1)
+    with open_plan(plan) as executor:
+        executor.score(models["feats"])
+        info = executor.backend.describe()
+        # 13 sentences at batch 4: lengths rounded to the buckets (longer ones: the width 64); never a new batch
+        assert set(info["compiled_lengths"]) <= {8, 16, 32, 64} and info["static_batch"] == 4
+        five = {k: v[:5] for k, v in models["feats"].items()}  # one full batch + one row filled up to 4
+        np.testing.assert_allclose(executor.backend.run({k: v[:, :64] for k, v in five.items()}),
+                                   _static_logits(models)[:5], atol=1e-4)
+
+
+def test_token_rows_of_any_length_score_like_padded_features(models):
+    feats = models["feats"]
+    rows = [feats["input_ids"][i][feats["input_mask"][i] == 1] for i in range(13)]
+    with open_plan(Plan("ort", str(models["dynamic"]), "length", 4, "dynamic", threads=1)) as executor:
+        np.testing.assert_allclose(executor.score(rows), _static_logits(models), atol=1e-4)
+    assert as_features([[101, 7, 102], [101, 102]])["input_mask"].tolist() == [[1, 1, 1], [1, 1, 0]]
+
+
+# ---------------------------------------------------------------- streams x length-aware x precision
+@pytest.mark.parametrize("precision", ["bf16", "int8"])
+def test_streams_and_per_length_shapes_compose_with_low_precision(models, tiny_checkpoint, precision):
+    from tinybert_infer.optimize import artefact_path, nncf_available
+    from tinybert_infer.plan import build_candidate_artefacts
+
+    if precision == "int8" and not nncf_available():
+        pytest.skip("nncf not installed")
+    name = f"openvino-{precision}"
+    path = str(artefact_path(models["dynamic"], name))
+    plans = [Plan(name, path, "length", 4, "per_length", DEFAULT_BUCKETS, streams=s, threads=2) for s in (1, 2)]
+    plans.append(Plan(name, path, "length", 4, "dynamic", streams=2, threads=2))
+    build_candidate_artefacts(plans, models["dynamic"], batch_size=4, threads=2, checkpoint_dir=tiny_checkpoint,
+                              calibration_tsv=models["tsv"])
+    results = []
+    for plan in plans:
+        with open_plan(plan) as executor:
+            results.append(executor.score(models["feats"]))
+    one_stream, two_streams, dynamic = results
+    np.testing.assert_array_equal(one_stream, two_streams)  # same compiled shapes: streams change no number
+    assert np.all(np.isfinite(dynamic)) and dynamic.shape == one_stream.shape
+    # low precision stays close to exact fp32 on the same sentences
+    assert np.max(np.abs(one_stream - _static_logits(models))) < 0.5
+
+
+def test_plan_refuses_combinations_that_cannot_run(models):
+    with pytest.raises(UsageError, match="per_length"):
+        Plan("ort", str(models["dynamic"]), "length", 4, "per_length")
+    with pytest.raises(UsageError, match="streams"):
+        Plan("ort", str(models["dynamic"]), "length", 4, "dynamic", streams=2)
+    with pytest.raises(UsageError, match="static sequence length"):
+        open_plan(Plan("ort", str(models["static"]), "length", 4, "dynamic"))
+    plan = Plan("openvino-bf16", "m.onnx", "length", 8, "per_length", (16, 32), streams=2, threads=2)
+    assert Plan.from_dict(json.loads(json.dumps(plan.to_dict()))) == plan
+    assert plan.precision == "bf16" and plan.runtime == "openvino"
+
+
+# ---------------------------------------------------------------- the planner: choice, margin, cache
+def test_the_preferred_plan_stays_unless_another_is_faster_by_the_margin():
+    a = Plan("openvino-fp32", "m.onnx", "length", 8, "per_length", DEFAULT_BUCKETS)
+    b = Plan("ort-fused", "m.onnx", "length", 8, "dynamic")
+    assert pick([a, b], {a.label(): 100.0, b.label(): 108.0}, margin=0.1) == a  # noise-sized gain: keep a
+    assert pick([a, b], {a.label(): 100.0, b.label(): 125.0}, margin=0.1) == b
+
+
+def test_planner_measures_on_the_data_caches_its_choice_and_measures_again_for_a_new_model(models, tmp_path,
+                                                                                        monkeypatch):
+    import tinybert_infer.plan as plan_module
+
+    dyn = tmp_path / "TinyBERT_sim_dyn.onnx"
+    shutil.copy(models["dynamic"], dyn)
+    plans = [Plan("ort", str(dyn), "length", 4, "dynamic", threads=1),
+             Plan("openvino-fp32", str(dyn), "length", 4, "per_length", (16, 32), threads=1)]
+    seen = []
+    real_time_plans = plan_module.time_plans
+
+    def fake_time_plans(executors, feats, **kw):
+        seen.append(len(feats["input_ids"]))
+        real_time_plans(executors, feats, rounds=1)  # really runs each candidate once
+        return {plans[0].label(): [100.0, 90.0, 110.0], plans[1].label(): [200.0, 150.0, 250.0]}
+
+    monkeypatch.setattr(plan_module, "time_plans", fake_time_plans)
+    logs = []
+    choice = make_plan(dynamic_model=dyn, batch_size=4, threads=1, candidates=plans, data=models["feats"],
+                       log=logs.append)
+    assert choice.plan == plans[1] and choice.selection["cached"] is False and seen == [13]
+    assert choice.selection["samples_per_s"] == {plans[0].label(): 100.0, plans[1].label(): 200.0}
+    cache = json.loads((tmp_path / SELECTION_CACHE_NAME).read_text())
+    assert [e["plan"]["label"] for e in cache.values()] == [plans[1].label()]
+    again = make_plan(dynamic_model=dyn, batch_size=4, threads=1, candidates=plans, data=models["feats"])
+    assert again.plan == plans[1] and again.selection["cached"] is True and seen == [13]  # not measured again
+    # A changed model (new sha256): the cached choice no longer applies.
+    import onnx
+
+    changed = onnx.load(str(dyn))
+    changed.doc_string = "re-exported"
+    onnx.save(changed, str(dyn))
+    third = make_plan(dynamic_model=dyn, batch_size=4, threads=1, candidates=plans, data=models["feats"])
+    assert third.selection["cached"] is False and seen == [13, 13]
+
+
+# ---------------------------------------------------------------- the plan in every summary
+def test_every_infer_run_records_its_plan(models, tiny_checkpoint, tmp_path):
+    shutil.copy(models["dynamic"], tmp_path / "TinyBERT_sim_dyn.onnx")
+    shutil.copy(models["static"], tmp_path / "TinyBERT_sim_bs4.onnx")
+    env = {"TINYBERT_MODEL_DIR": str(tiny_checkpoint)}
+    bins = ",".join(str(models["work"] / "bert_bin" / n) for n in ("input_ids", "segment_ids", "input_mask"))
+    common = ("--batchsize", "4", "--output", "result", "--outfmt", "TXT", "--threads", "1")
+    run_cli("infer", "--input", bins, "--backend", "onnxruntime", "--output_dirname", "static", *common,
+            cwd=tmp_path, env=env, check=True)
+    run_cli("infer", "--dynamic_length", "--tsv", models["tsv"], "--output_dirname", "planned", *common,
+            cwd=tmp_path, env=env, check=True)
+    run_cli("infer", "--dynamic_length", "--static_shapes", "--buckets", "16,32", "--tsv", models["tsv"],
+            "--output_dirname", "shapes", *common, cwd=tmp_path, env=env, check=True)
+    summaries = {n: json.loads((tmp_path / "result" / f"{n}_summary.json").read_text())
+                 for n in ("static", "planned", "shapes")}
+    assert summaries["static"]["plan"]["batching"] == "static" and summaries["static"]["plan"]["variant"] == "ort"
+    planned = summaries["planned"]
+    assert planned["plan"]["batching"] == "length" and planned["plan"]["precision"] == "fp32"
+    assert planned["plan_selection"]["plan"]["label"] == planned["plan"]["label"]
+    assert planned["plan_selection"]["cached"] is False and len(planned["plan_selection"]["samples_per_s"]) >= 3
+    assert summaries["shapes"]["plan"]["shape_policy"] == "per_length"
+    assert summaries["shapes"]["plan"]["buckets"] == [16, 32] and summaries["shapes"]["backend"]["compiled_lengths"]
+    outputs = {n: sorted(p.read_text() for p in (tmp_path / "result" / n).glob("*.txt")) for n in summaries}
+    labels = {n: [int(np.argmax(np.array(t.split(), float))) for t in v] for n, v in outputs.items()}
+    assert labels["static"] == labels["planned"] == labels["shapes"]
+
+
+def test_plan_of_a_named_backend_describes_what_ran(models):
+    from tinybert_infer.backends import make_backend
+
+    backend = make_backend("openvino", onnx_path=models["dynamic"], threads=2, precision="bf16", streams=2)
+    plan = plan_of_backend(backend, models["dynamic"], batching="length", batch_size=8, buckets=(16, 32))
+    assert (plan.variant, plan.shape_policy, plan.streams, plan.threads, plan.buckets) == (
+        "openvino-bf16", "dynamic", 2, 2, (16, 32))
+
+
+@pytest.mark.parametrize("ort_rate, expected", [(105.0, "openvino-fp32"), (150.0, "ort")])
+def test_auto_keeps_its_preferred_fp32_artefact_unless_another_is_clearly_faster(models, tmp_path, monkeypatch,
+                                                                                 ort_rate, expected):
+    import tinybert_infer.select as select
+
+    local = tmp_path / models["static"].name
+    shutil.copy(models["static"], local)
+    rates = {"ort": ort_rate, "ort-fused": 90.0, "openvino-fp32": 100.0}
+    calls = []
+
+    def fake_measure(backend, batch, policy, **kw):
+        calls.append(backend.variant)
+        return {"samples_per_s": rates[backend.variant]}
+
+    monkeypatch.setattr(select, "measure_backend", fake_measure)
+    chosen = select.choose_backend(local, batch_size=4, threads=1, log=lambda s: None)
+    assert chosen.variant == expected
+    # interleaved rounds: every candidate once per round, in turn
+    assert calls[:3] == calls[3:6] == ["ort", "ort-fused", "openvino-fp32"]
+    chosen.close()
+
+
+@pytest.mark.slow  # about a minute on 2 cores: exports, a planner, PyTorch's labels
+def test_real_job_section_rows_on_a_tiny_checkpoint(tiny_checkpoint, tmp_path):
+    from conftest import write_tsv
+    from tinybert_infer.checkpoint import read_checkpoint
+    from tinybert_infer.realjob import markdown_section, real_job_flops, real_job_section
+
+    config = read_checkpoint(tiny_checkpoint).config
+    # two sentences of 10 and 30 tokens: the mean of their own FLOPs, far below the padded-to-64 figure
+    assert real_job_flops(config, [10, 30]) == pytest.approx(
+        (config.executed_flops_per_sample(10) + config.executed_flops_per_sample(30)) / 2)
+    data = tmp_path / "SST-2"
+    write_tsv(data / "dev.tsv")
+    rates = {"gflops": {"fp32": 100.0, "bf16": None, "int8": None}}
+    section = real_job_section(model_dir=tiny_checkpoint, data_dir=data, work=tmp_path / "work", threads=1,
+                               rates=rates, batch=4, precisions=["fp32"], repeats=1)
+    kinds = [(r["model"], r["kind"]) for r in section["rows"]]
+    assert kinds == [("checkpoint", "static-64"), ("checkpoint", "recommended")]
+    for row in section["rows"]:  # fp32 plans: PyTorch's label on every sentence
+        assert row["labels_differ_from_pytorch"] == 0 and 0 < row["fraction_of_real_job_limit"]
+    text = "\n".join(markdown_section(section))
+    assert "Real job" in text and "recommended >= 2x static-64" in text
+
+
+@pytest.mark.slow
+def test_plan_stability_counts_each_fresh_choice(models):
+    from tinybert_infer.realjob import plan_stability
+
+    result = plan_stability(models["dynamic"], models["feats"], precision="fp32", batch=4, threads=1, runs=2)
+    assert sum(result["picks"].values()) == 2 and len(result["samples_per_s_per_run"]) == 2
+
+
+def test_the_accuracy_gate_leaves_out_low_precision_plans_that_lose_accuracy(models, monkeypatch):
+    import tinybert_infer.plan as plan_module
+    from tinybert_infer.plan import AccuracyGate, gate_plans
+
+    labels = np.array([0, 1] * 100)
+    wrong = {"ort": 0, "openvino-int8": 1, "ort-int8-dynamic": 2}  # wrong labels out of 200 per variant
+
+    class Fake:
+        def __init__(self, plan):
+            self.plan = plan
+
+        def score(self, feats):
+            predicted = labels.copy()
+            predicted[:wrong[self.plan.variant]] ^= 1
+            return np.eye(2, dtype=np.float32)[predicted]
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            pass
+
+    monkeypatch.setattr(plan_module, "open_plan", Fake)
+    plans = [Plan("openvino-int8", "m.xml", "length", 4, "per_length", DEFAULT_BUCKETS),
+             Plan("ort-int8-dynamic", "m.onnx", "length", 4, "dynamic")]
+    kept, info = gate_plans(plans, AccuracyGate({}, labels, max_drop=0.005), "m.onnx")
+    assert kept == plans[:1]  # -0.5 points kept, -1.0 point left out
+    assert info["fp32_accuracy"] == 1.0 and info["accuracy"][plans[1].label()] == 0.99

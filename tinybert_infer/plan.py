@@ -1,0 +1,451 @@
+"""One run plan: how a run executes, chosen once, recorded in every summary.
+
+    plan = make_plan(dynamic_model="TinyBERT_sim_dyn.onnx", precision="bf16", batch_size=32).plan
+    with open_plan(plan) as executor:
+        logits = executor.score([[101, 2204, 102], [101, 2919, 3185, 102]])   # token id rows, any lengths
+
+A Plan names the artefact (variant = graph x runtime x precision, optimize.VARIANTS), the batching (static: file
+order, every batch at the model's width; length: sorted by length, each batch cropped), the shape policy (fixed:
+the model's own static shape; dynamic: one compiled model takes every shape; per_length: OpenVINO compiles a
+static [batch, L] model per length bucket and reuses it, so it keeps the kernels it only has for static shapes:
+bf16/AMX, NNCF int8), streams and threads. The planner (make_plan) builds the candidates of a precision, times
+them the way they run (real sentence lengths, interleaved rounds, median), keeps the first candidate unless
+another is faster by more than a margin, and caches the choice beside the model (tinybert_backend_choice.json,
+keyed by the models' sha256, batch, threads, precision, CPU and library versions).
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from .backends.base import Backend
+from .errors import ExportError, UsageError
+from .layout import INPUT_NAMES, SELECTION_CACHE_NAME
+
+BATCHINGS = ("static", "length")
+SHAPE_POLICIES = ("fixed", "dynamic", "per_length")
+# Length buckets of the per_length policy: SST-2 dev lengths (mean 25, max 55) fill each with a few batches,
+# and six compiles per batch size stay cheap (cached on disk by OpenVINO afterwards).
+DEFAULT_BUCKETS = (16, 24, 32, 40, 48, 64)
+SWITCH_MARGIN = 0.10       # another candidate must beat the preferred one by this much to be chosen
+TIMING_ROUNDS = 3
+TIMING_SAMPLES = 256       # real sentences per timing pass (a length-stratified subset of the data)
+
+
+@dataclass(frozen=True)
+class Plan:
+    variant: str                          # optimize.VARIANTS name: runtime and precision follow from it
+    model: str                            # graph file it runs (ONNX, or OpenVINO IR for openvino-int8)
+    batching: str = "static"              # static | length
+    batch_size: int = 32
+    shape_policy: str = "fixed"           # fixed | dynamic | per_length
+    buckets: Optional[Tuple[int, ...]] = None   # length batching: lengths rounded up to these (None: longest member)
+    pad_multiple: Optional[int] = None
+    streams: int = 1
+    threads: Optional[int] = None
+    checkpoint_dir: Optional[str] = None  # the torch variant runs the checkpoint itself
+
+    def __post_init__(self):
+        from .optimize import variant
+
+        variant(self.variant)
+        if self.batching not in BATCHINGS:
+            raise UsageError(f"plan batching {self.batching!r}: use one of {', '.join(BATCHINGS)}")
+        if self.shape_policy not in SHAPE_POLICIES:
+            raise UsageError(f"plan shape policy {self.shape_policy!r}: use one of {', '.join(SHAPE_POLICIES)}")
+        if self.shape_policy == "per_length" and (self.runtime != "openvino" or self.batching != "length"):
+            raise UsageError("the per_length shape policy is OpenVINO's, with length-aware batching")
+        if self.buckets is not None and self.pad_multiple is not None:
+            raise UsageError("give either --pad_multiple or --buckets, not both")
+        if self.batch_size < 1 or self.streams < 1:
+            raise UsageError("plan batch size and streams must be positive")
+        if self.streams > 1 and self.runtime != "openvino":
+            raise UsageError(f"--streams {self.streams}: only OpenVINO runs several batches at once")
+
+    @property
+    def precision(self) -> str:
+        from .optimize import variant
+
+        return variant(self.variant).precision
+
+    @property
+    def runtime(self) -> str:
+        from .optimize import variant
+
+        return variant(self.variant).runtime
+
+    @property
+    def mode(self) -> str:
+        """dynamic.run_samples' mode for this batching."""
+        return "dynamic_length" if self.batching == "length" else "static"
+
+    def label(self) -> str:
+        pad = (f" buckets {','.join(map(str, self.buckets))}" if self.buckets else
+               f" pad {self.pad_multiple}" if self.pad_multiple else "")
+        return (f"{self.variant} {self.batching}{pad} bs{self.batch_size} {self.shape_policy} "
+                f"streams{self.streams}")
+
+    def to_dict(self) -> dict:
+        info = asdict(self)
+        info["buckets"] = list(self.buckets) if self.buckets else None
+        info.update(precision=self.precision, runtime=self.runtime, label=self.label())
+        return info
+
+    @classmethod
+    def from_dict(cls, info: dict) -> "Plan":
+        fields = {k: info[k] for k in cls.__dataclass_fields__ if k in info}
+        if fields.get("buckets"):
+            fields["buckets"] = tuple(fields["buckets"])
+        return cls(**fields)
+
+
+# ---------------------------------------------------------------- executing a plan
+def ov_cache_dir(model: Path) -> Path:
+    """OpenVINO's compiled-model cache for the per_length policy, beside the model it was compiled from."""
+    return model.with_name(model.name + ".ov_cache")
+
+
+def backend_for(plan: Plan) -> Backend:
+    from .optimize import make_variant_backend
+
+    model = Path(plan.model)
+    if plan.shape_policy == "per_length":
+        from .backends.openvino import OpenVinoStaticShapes
+
+        # An NNCF IR carries its int8 in the graph; its other ops run in exact f32 (as make_variant_backend).
+        return OpenVinoStaticShapes(model, batch_size=plan.batch_size, threads=plan.threads,
+                                    precision="bf16" if plan.precision == "bf16" else "fp32",
+                                    streams=plan.streams, cache_dir=ov_cache_dir(model))
+    backend = make_variant_backend(plan.variant, None if plan.runtime == "torch" else model, threads=plan.threads,
+                                   checkpoint_dir=plan.checkpoint_dir, batch_size=plan.batch_size,
+                                   streams=plan.streams)
+    if plan.batching == "length" and backend.seq_len is not None:
+        raise UsageError(f"{plan.model}: static sequence length {backend.seq_len}; length-aware batching needs a "
+                         f"dynamic-shape model (python -m tinybert_infer export --dynamic)")
+    return backend
+
+
+class PlanExecutor:
+    """Runs one plan: score() for arrays in memory, run_samples()/run_files() for ais_bench result folders."""
+
+    def __init__(self, plan: Plan, backend: Optional[Backend] = None):
+        self.plan = plan
+        self.backend = backend or backend_for(plan)
+
+    def summary_extra(self) -> dict:
+        return {"plan": self.plan.to_dict()}
+
+    def score(self, inputs) -> np.ndarray:
+        """Logits [N, labels] in input order. inputs: a list of token id sequences ([CLS] ... [SEP], any
+        lengths; segments 0, mask 1), or {input_ids, segment_ids, input_mask}: int [N, W] arrays."""
+        from .dynamic import _feeds, plan_batches, real_lengths
+
+        feats = as_features(inputs)
+        lengths = real_lengths(feats[INPUT_NAMES[2]])
+        width = feats[INPUT_NAMES[0]].shape[1]
+        if self.backend.seq_len not in (None, width):
+            raise UsageError(f"{self.plan.model} takes {self.backend.seq_len} tokens per sample, got {width}")
+        fed = self.backend.batch_size or 1
+        batches = plan_batches(lengths, self.plan.batch_size, width=width, pad_multiple=self.plan.pad_multiple,
+                               buckets=self.plan.buckets, mode=self.plan.mode)
+        holder = SimpleNamespace(feats=feats)  # dynamic._feeds slices samples.feats: one home for filler rows
+        out: Optional[np.ndarray] = None
+        items = ((_feeds(holder, b, self.backend.input_names, fed), b) for b in batches)
+        for batch, logits, _ms in self.backend.run_pipelined(items):
+            if out is None:
+                out = np.empty((len(lengths), logits.shape[1]), np.float32)
+            out[list(batch.indices)] = logits[:len(batch.indices)]
+        return out if out is not None else np.empty((0, 0), np.float32)
+
+    def run_samples(self, samples, output_root, **kwargs):
+        from .dynamic import run_samples
+
+        extra = dict(kwargs.pop("extra_summary", None) or {}, **self.summary_extra())
+        return run_samples(self.backend, samples, output_root, batch_size=self.plan.batch_size, mode=self.plan.mode,
+                           pad_multiple=self.plan.pad_multiple, buckets=self.plan.buckets, extra_summary=extra,
+                           **kwargs)
+
+    def run_files(self, input_dirs, output_root, **kwargs):
+        """Per-sample files: the static plan streams them in file order (inference.run_files); a length plan
+        reads them all first (it sorts by length)."""
+        extra = dict(kwargs.pop("extra_summary", None) or {}, **self.summary_extra())
+        if self.plan.batching == "static":
+            from .inference import run_files
+
+            return run_files(self.backend, input_dirs, output_root, batch_size=self.plan.batch_size,
+                             extra_summary=extra, **kwargs)
+        from .dynamic import read_sample_files
+
+        samples = read_sample_files(input_dirs, self.backend.input_names)
+        return self.run_samples(samples, output_root, extra_summary=extra, **kwargs)
+
+    def close(self) -> None:
+        self.backend.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def open_plan(plan: Plan) -> PlanExecutor:
+    return PlanExecutor(plan)
+
+
+def as_features(inputs) -> Dict[str, np.ndarray]:
+    """{input name: int64 [N, W]} from token id rows (padded here) or from such a dict."""
+    if isinstance(inputs, dict):
+        missing = [n for n in INPUT_NAMES if n not in inputs]
+        if missing:
+            raise UsageError(f"score(): inputs lack {missing}")
+        return {n: np.asarray(inputs[n], dtype=np.int64) for n in INPUT_NAMES}
+    rows = [np.asarray(r, dtype=np.int64).ravel() for r in inputs]
+    width = max((len(r) for r in rows), default=1)
+    feats = {n: np.zeros((len(rows), width), np.int64) for n in INPUT_NAMES}
+    for i, row in enumerate(rows):
+        feats[INPUT_NAMES[0]][i, :len(row)] = row
+        feats[INPUT_NAMES[2]][i, :len(row)] = 1
+    return feats
+
+
+# ---------------------------------------------------------------- the planner
+DEFAULT_MAX_DROP = 0.005  # issue 10: int8 within 0.5 points of fp32 (the score command may ask for 0.3)
+
+
+@dataclass(frozen=True, eq=False)
+class AccuracyGate:
+    """Labelled sentences (dev, never the data being scored when that is the test set) and the largest accuracy
+    drop (a fraction: 0.005 = 0.5 points) a low-precision plan may show against exact fp32 on them."""
+
+    feats: dict
+    labels: np.ndarray
+    max_drop: float = DEFAULT_MAX_DROP
+    source: str = ""
+
+
+def dev_gate(tsv_path, vocab_file, max_drop: float = DEFAULT_MAX_DROP, max_seq_length: int = 64):
+    """The gate on a labelled GLUE TSV (SST-2 dev.tsv); None when it is absent."""
+    from .dynamic import read_tsv_samples
+    from .tsv import TsvReader
+
+    tsv_path = Path(tsv_path)
+    if not tsv_path.is_file():
+        return None
+    labels = np.array([int(ex.label) for ex in TsvReader(tsv_path)])
+    return AccuracyGate(read_tsv_samples(tsv_path, vocab_file, max_seq_length).feats, labels, max_drop,
+                        str(tsv_path))
+
+
+def gate_plans(plans: Sequence[Plan], gate: AccuracyGate, dynamic_model, log=lambda s: None):
+    """The plans whose accuracy on the gate's sentences is within max_drop of exact fp32 (ONNX Runtime as
+    exported, on the dynamic model); and every plan's accuracy."""
+    reference_plan = Plan("ort", str(dynamic_model), "length", plans[0].batch_size, "dynamic",
+                          threads=plans[0].threads)
+    accuracies = {}
+    for plan in [reference_plan, *plans]:
+        with open_plan(plan) as executor:
+            accuracies[plan.label()] = float(np.mean(executor.score(gate.feats).argmax(1) == gate.labels))
+    reference = accuracies.pop(reference_plan.label())
+    kept = [p for p in plans if reference - accuracies[p.label()] <= gate.max_drop + 1e-12]
+    for plan in plans:
+        log(f"[plan] {plan.label()}: accuracy {accuracies[plan.label()]:.4f} (fp32 {reference:.4f})"
+            f"{'' if plan in kept else ': outside the gate, left out'}")
+    return kept, {"fp32_accuracy": reference, "accuracy": accuracies, "max_drop": gate.max_drop,
+                  "source": gate.source}
+
+
+@dataclass
+class Choice:
+    plan: Plan
+    selection: dict = field(default_factory=dict)  # candidates' samples/s, rounds, margin, cached or measured
+
+
+def _dynamic_variants(precision: str) -> List[str]:
+    from .optimize import nncf_available
+
+    if precision == "fp32":
+        return ["openvino-fp32", "ort-fused"]
+    if precision == "bf16":
+        return ["openvino-bf16"]
+    if precision == "int8":
+        return (["openvino-int8"] if nncf_available() else []) + ["ort-int8-dynamic"]
+    raise UsageError(f"--precision {precision!r}: use one of fp32, int8, bf16")
+
+
+def candidate_plans(precision: str, *, dynamic_model, batch_size: int, threads: int,
+                    static_model=None) -> List[Plan]:
+    """In order of preference (the first one is kept unless another is clearly faster). Paths are the artefacts
+    each variant runs; build them with build_candidate_artefacts first."""
+    from .optimize import artefact_path
+
+    dyn = Path(dynamic_model)
+    plans: List[Plan] = []
+    two = min(2, threads)
+    for name in _dynamic_variants(precision):
+        path = str(artefact_path(dyn, name))
+        if name.startswith("openvino"):
+            for streams in sorted({1, two}):
+                plans.append(Plan(name, path, "length", batch_size, "per_length", DEFAULT_BUCKETS,
+                                  streams=streams, threads=threads))
+            plans.append(Plan(name, path, "length", batch_size, "dynamic", streams=two, threads=threads))
+        else:
+            plans.append(Plan(name, path, "length", batch_size, "dynamic", threads=threads))
+    if static_model is not None:  # the recipe's static-64 path, as a yardstick that may win on a static model
+        main = _dynamic_variants(precision)[0]
+        if main in ("openvino-fp32", "openvino-bf16"):
+            plans.append(Plan(main, str(static_model), "static", batch_size, "fixed", threads=threads))
+    return plans
+
+
+def build_candidate_artefacts(plans: Sequence[Plan], dynamic_model, *, batch_size: int, threads: int,
+                              checkpoint_dir=None, calibration_tsv=None, log=lambda s: None) -> None:
+    from .optimize import build_artefacts
+    from .select import _calibration_loader
+
+    names = sorted({p.variant for p in plans if Path(p.model).parent == Path(dynamic_model).parent
+                    and p.batching == "length"})
+    build_artefacts(Path(dynamic_model), names, batch_size=batch_size, threads=threads,
+                    calibration=_calibration_loader(checkpoint_dir, calibration_tsv, batch_size), log=log)
+
+
+def timing_subset(feats: Dict[str, np.ndarray], lengths: np.ndarray, count: int = TIMING_SAMPLES) -> dict:
+    """Every k-th sentence in length order: the data's length distribution in at most `count` sentences."""
+    order = np.argsort(lengths, kind="stable")
+    step = max(1, int(np.ceil(len(order) / count)))
+    pick = np.sort(order[::step])
+    return {n: np.ascontiguousarray(v[pick]) for n, v in feats.items()}
+
+
+def time_plans(executors: Dict[str, PlanExecutor], feats: dict, *, rounds: int = TIMING_ROUNDS,
+               log: Callable[[str], None] = lambda s: None) -> Dict[str, List[float]]:
+    """samples/s per plan: one warm-up pass each (compiles every shape it needs), then `rounds` interleaved
+    passes (A B C, A B C, ...), so load from other processes hits every candidate alike."""
+    count = len(feats[INPUT_NAMES[0]])
+    for executor in executors.values():
+        executor.score(feats)
+    rates: Dict[str, List[float]] = {k: [] for k in executors}
+    for _ in range(rounds):
+        for key, executor in executors.items():
+            start = time.perf_counter()
+            executor.score(feats)
+            rates[key].append(count / (time.perf_counter() - start))
+    for key, values in rates.items():
+        log(f"[plan] {key}: median {statistics.median(values):.1f} samples/s ({', '.join(f'{v:.0f}' for v in values)})")
+    return rates
+
+
+def pick(plans: Sequence[Plan], medians: Dict[str, float], margin: float = SWITCH_MARGIN) -> Plan:
+    """The first (preferred) plan, unless the fastest beats it by more than the margin."""
+    preferred = plans[0]
+    best = max(plans, key=lambda p: medians[p.label()])
+    return best if medians[best.label()] > medians[preferred.label()] * (1.0 + margin) else preferred
+
+
+def _cache_key(plans: Sequence[Plan], batch_size: int, threads: int, precision: str) -> str:
+    from .fsutil import file_sha256
+    from .roofline import cpu_model
+    from .select import _versions
+
+    models = sorted({p.model for p in plans})
+    digests = ",".join(file_sha256(Path(m))[:16] if Path(m).is_file() else "missing" for m in models)
+    return "|".join(["plan", digests, f"bs{batch_size}", f"threads{threads}", precision, cpu_model(), _versions()])
+
+
+def make_plan(*, dynamic_model, precision: str = "fp32", batch_size: int = 32, threads: Optional[int] = None,
+              static_model=None, data=None, checkpoint_dir=None, calibration_tsv=None, candidates=None,
+              rounds: int = TIMING_ROUNDS, margin: float = SWITCH_MARGIN, use_cache: bool = True,
+              gate: Optional[AccuracyGate] = None,
+              log: Callable[[str], None] = lambda s: print(s, file=sys.stderr)) -> Choice:
+    """The fastest plan of a precision on this machine for these models, measured on `data` (feats dict or
+    token rows: the sentences to be served; default: synthetic SST-2-like lengths) and cached. Low-precision
+    candidates must pass `gate` (accuracy on labelled sentences within max_drop of fp32); fp32 plans are exact."""
+    from .fsutil import write_json_atomic
+    from .select import _read_cache, default_threads
+
+    threads = threads or default_threads()
+    dyn = Path(dynamic_model)
+    if not dyn.is_file():
+        raise ExportError(f"{dyn}: ONNX model not found (run python -m tinybert_infer export --dynamic)")
+    plans = list(candidates) if candidates is not None else candidate_plans(
+        precision, dynamic_model=dyn, batch_size=batch_size, threads=threads, static_model=static_model)
+    if not plans:
+        raise UsageError(f"no {precision} plan can run here")
+    build_candidate_artefacts(plans, dyn, batch_size=batch_size, threads=threads, checkpoint_dir=checkpoint_dir,
+                              calibration_tsv=calibration_tsv, log=log)
+    cache_file = dyn.parent / SELECTION_CACHE_NAME
+    gated = gate is not None and precision != "fp32"
+    key = _cache_key(plans, batch_size, threads, precision) + (f"|gate{gate.max_drop:g}" if gated else "")
+    cache = _read_cache(cache_file) if use_cache else {}
+    entry = cache.get(key)
+    labels = {p.label(): p for p in plans}
+    if isinstance(entry, dict) and entry.get("plan", {}).get("label") in labels:
+        return Choice(labels[entry["plan"]["label"]], dict(entry, cached=True, cache_file=str(cache_file)))
+    gate_info = None
+    if gated:
+        plans, gate_info = gate_plans(plans, gate, dyn, log=log)
+        if not plans:
+            raise UsageError(f"no {precision} plan is within {gate.max_drop * 100:g} points of fp32 accuracy on "
+                             f"{gate.source}: use --precision fp32")
+    feats = as_features(data) if data is not None else _synthetic_data()
+    feats = timing_subset(feats, _lengths(feats))
+    executors = {}
+    try:
+        for plan in plans:
+            executors[plan.label()] = open_plan(plan)
+        rates = time_plans(executors, feats, rounds=rounds, log=log)
+    finally:
+        for executor in executors.values():
+            executor.close()
+    medians = {k: statistics.median(v) for k, v in rates.items()}
+    chosen = pick(plans, medians, margin)
+    entry = {"plan": chosen.to_dict(), "samples_per_s": {k: round(v, 1) for k, v in medians.items()},
+             "rounds": rounds, "margin": margin, "timing_samples": len(feats[INPUT_NAMES[0]]),
+             "preferred": plans[0].label(), "accuracy_gate": gate_info}
+    if use_cache:
+        cache[key] = entry
+        try:
+            write_json_atomic(cache_file, cache)
+        except OSError:
+            pass  # a read-only model folder: measured again next time
+    log(f"[plan] chose {chosen.label()} for {precision} (cached in {cache_file})")
+    return Choice(chosen, dict(entry, cached=False, cache_file=str(cache_file)))
+
+
+def _lengths(feats) -> np.ndarray:
+    from .dynamic import real_lengths
+
+    return real_lengths(feats[INPUT_NAMES[2]])
+
+
+def _synthetic_data(count: int = TIMING_SAMPLES) -> dict:
+    from .timing import synthetic_feeds
+
+    return synthetic_feeds(count)
+
+
+def plan_of_backend(backend: Backend, model, *, batching: str = "static", batch_size: Optional[int] = None,
+                    buckets=None, pad_multiple=None, threads: Optional[int] = None) -> Plan:
+    """The plan a run on an already-made backend executes (a named --backend, or auto's static choice), for the
+    summary: what ran, in the same shape as a planned run."""
+    from .inference import _resolve_batch
+
+    batch = _resolve_batch(backend, batch_size)
+    name = getattr(backend, "variant", None) or {"onnxruntime": "ort", "openvino": "openvino-fp32",
+                                                 "torch": "torch"}.get(backend.name, "ort")
+    if name == "openvino-fp32" and getattr(backend, "precision", "fp32") == "bf16":
+        name = "openvino-bf16"
+    info = backend.describe()
+    threads = threads or (info["threads"] if isinstance(info.get("threads"), int) else None)
+    policy = "fixed" if backend.seq_len is not None or batching == "static" else "dynamic"
+    return Plan(name, str(info.get("artefact") or model), batching, batch, policy,
+                tuple(buckets) if buckets else None, pad_multiple, streams=int(info.get("streams") or 1),
+                threads=threads)
