@@ -21,6 +21,9 @@ from tinybert_infer.layout import INPUT_NAMES, MANIFEST_NAME
 from tinybert_infer.results import INCOMPLETE_MARKER, metrics_path, summary_path
 
 BIG = 8000  # samples: far more than a run gets through before it is stopped
+# sentences for the preprocessing runs: enough that even a starved test process (a loaded 2-core host) sees
+# the run's first chunk and stops it long before it could finish
+BIG_TSV = 60000
 
 
 def _start(*args, cwd) -> subprocess.Popen:
@@ -62,11 +65,11 @@ def _partial_inputs(work: Path) -> int:
 
 @pytest.fixture()
 def work(tmp_path, tiny_checkpoint):
-    """A working folder with a complete bert_bin of the 13 test sentences, and an 8,000-sentence TSV."""
+    """A working folder with a complete bert_bin of the 13 test sentences, and a BIG_TSV-sentence TSV."""
     code, _, err = run_main("preprocess", "--tsv", write_tsv(tmp_path / "small.tsv"), "--vocab",
                             tiny_checkpoint / "vocab.txt", "--output_dir", tmp_path / "bert_bin")
     assert code == 0, err
-    write_tsv(tmp_path / "big.tsv", [SENTENCES[i % len(SENTENCES)] for i in range(BIG)])
+    write_tsv(tmp_path / "big.tsv", [SENTENCES[i % len(SENTENCES)] for i in range(BIG_TSV)])
     return tmp_path
 
 
