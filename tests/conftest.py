@@ -65,6 +65,19 @@ def clean_environ() -> dict:
     return {k: v for k, v in os.environ.items() if not k.startswith("TINYBERT_")}
 
 
+def random_batch(vocab_size: int, lengths=(1, 5, 17, 64, 30, 2), width: int = 64):
+    """Random (input_ids, segment_ids, input_mask) tensors of the given real lengths, padding zeroed."""
+    import numpy as np
+    import torch
+
+    rng = np.random.default_rng(0)
+    lengths = np.asarray(lengths)
+    mask = torch.from_numpy((np.arange(width)[None] < lengths[:, None]).astype(np.int64))
+    ids = torch.from_numpy(rng.integers(0, vocab_size, (len(lengths), width))) * mask
+    seg = torch.from_numpy(rng.integers(0, 2, (len(lengths), width))) * mask
+    return ids, seg, mask
+
+
 def run_cli(*args, cwd=None, env=None, check=False, timeout=300) -> subprocess.CompletedProcess:
     """python -m tinybert_infer ARGS in a subprocess (the way users run it)."""
     full_env = dict(clean_environ(), PYTHONPATH=str(ROOT))

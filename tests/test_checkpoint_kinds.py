@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import SENTENCES, WORDS, write_tsv
+from conftest import SENTENCES, WORDS, random_batch, write_tsv
 from error_helpers import assert_error, run_main
 from tinybert_infer.checkpoint import load_model, read_checkpoint
 from tinybert_infer.errors import CheckpointError, DataError, ExportError, PipelineError, ResultError
@@ -117,11 +117,7 @@ def test_hf_head_module_matches_transformers_forward(hf_checkpoint, cls_only_las
     checkpoint, model = load_model(hf_checkpoint, cls_only_last_layer=cls_only_last_layer)
     assert checkpoint.spec.name == "hf" and not model.config.relu_head
     theirs = BertForSequenceClassification.from_pretrained(str(hf_checkpoint), local_files_only=True).eval()
-    rng = np.random.default_rng(0)
-    lengths = np.array([1, 5, 17, 64, 30, 2])
-    mask = torch.from_numpy((np.arange(64)[None] < lengths[:, None]).astype(np.int64))
-    ids = torch.from_numpy(rng.integers(0, checkpoint.config.vocab_size, (6, 64))) * mask
-    seg = torch.from_numpy(rng.integers(0, 2, (6, 64))) * mask
+    ids, seg, mask = random_batch(checkpoint.config.vocab_size)
     with torch.inference_mode():
         diff = model(ids, seg, mask) - theirs(input_ids=ids, token_type_ids=seg, attention_mask=mask).logits
     assert torch.max(torch.abs(diff)).item() < 1e-5

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import random_batch
 from tinybert_infer.checkpoint import load_model, read_checkpoint
 from tinybert_infer.synthetic import write_random_checkpoint
 
@@ -36,11 +37,7 @@ def test_matches_transformers_bert_with_tinybert_head(tmp_path, shape, cls_only_
     folder = write_random_checkpoint(tmp_path / "ck", num_labels=3, seed=7, **shape)
     checkpoint, model = load_model(folder, cls_only_last_layer=cls_only_last_layer)
     assert model.bert.encoder.cls_only_last_layer is cls_only_last_layer
-    rng = np.random.default_rng(0)
-    lengths = np.array([1, 5, 17, 64, 30, 2])
-    mask = torch.from_numpy((np.arange(64)[None] < lengths[:, None]).astype(np.int64))
-    ids = torch.from_numpy(rng.integers(0, checkpoint.config.vocab_size, (6, 64))) * mask
-    seg = torch.from_numpy(rng.integers(0, 2, (6, 64))) * mask
+    ids, seg, mask = random_batch(checkpoint.config.vocab_size)
     with torch.inference_mode():
         ours = model(ids, seg, mask)
     theirs = transformers_logits(checkpoint, ids, seg, mask)

@@ -22,6 +22,7 @@ import torch
 
 from .data import TOKENIZER_JSON, TokenizerSettings, load_vocab, read_tokenizer_settings
 from .errors import CheckpointError
+from .fsutil import read_json_object
 from .modeling import TinyBertConfig, TinyBertForSequenceClassification, _ACTIVATIONS
 from .specs import ModelSpec, resolve_spec
 
@@ -79,12 +80,7 @@ def _read_config(folder: Path) -> dict:
     path = folder / CONFIG_FILE
     if not path.is_file():
         raise CheckpointError(f"{path}: config file not found")
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{path}: not valid JSON ({exc})") from None
-    if not isinstance(raw, dict):
-        raise CheckpointError(f"{path}: expected a JSON object")
+    raw = read_json_object(path, CheckpointError)
     for key in _INT_KEYS:
         if key not in raw:
             raise CheckpointError(f"{path}: missing key '{key}'")

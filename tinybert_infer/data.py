@@ -15,7 +15,7 @@ from typing import Iterable, Iterator, Optional, Sequence
 import numpy as np
 
 from .errors import CheckpointError, DataError
-from .fsutil import JsonSpool, dump_json, file_sha256, staged_dir
+from .fsutil import JsonSpool, dump_json, file_sha256, read_json_object, staged_dir
 from .layout import FILE_DTYPES, INPUT_NAMES, MANIFEST_NAME, SEQ_LEN, natural_key, sample_file_name
 from .progress import progress
 from .tsv import TsvReader
@@ -61,12 +61,7 @@ def read_tokenizer_settings(folder) -> TokenizerSettings:
     path = Path(folder) / TOKENIZER_CONFIG
     if not path.is_file():
         return TokenizerSettings()
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{path}: not valid JSON ({exc})") from None
-    if not isinstance(raw, dict):
-        raise CheckpointError(f"{path}: expected a JSON object")
+    raw = read_json_object(path, CheckpointError)
     cls = raw.get("tokenizer_class")
     if cls is not None and cls not in BERT_TOKENIZER_CLASSES:
         raise CheckpointError(f"{path}: tokenizer_class {cls!r} not supported (only BERT WordPiece: "

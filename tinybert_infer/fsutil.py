@@ -164,6 +164,18 @@ def dump_json(obj, out, indent: Optional[int] = 2) -> None:
     out.write(("\n" if indent and obj else "") + "}\n")
 
 
+def read_json_object(path: Path, error: type) -> dict:
+    """A JSON file that must hold an object (config.json, tokenizer_config.json); anything else is `error`
+    with one line naming the file."""
+    try:
+        raw = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise error(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(raw, dict):
+        raise error(f"{path}: expected a JSON object")
+    return raw
+
+
 def write_json_atomic(path: Path, obj) -> None:
     with staged_file(path) as tmp, open(tmp, "w", encoding="utf-8") as out:
         dump_json(obj, out)
