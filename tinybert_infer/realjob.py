@@ -58,8 +58,9 @@ def _torch_labels(checkpoint: Path, feats: dict, batch: int, threads: int) -> np
 
 def model_rows(checkpoint: Path, label: str, *, bin_dir: Path, work: Path, rates: dict, threads: int,
                batch: int = BATCH_SIZE, precisions: Sequence[str] = PRECISIONS, repeats: int = 2,
-               calibration_tsv: Optional[Path] = None, gate=None,
+               calibration_tsv: Optional[Path] = None, gate=None, tolerance: Optional[float] = None,
                log: Callable[[str], None] = lambda s: None) -> list:
+    """tolerance: export parity slack (None: the checkpoint specification's)."""
     from .checkpoint import read_checkpoint
     from .dynamic import read_sample_files
     from .export import export_checkpoint, export_dynamic_checkpoint
@@ -73,8 +74,8 @@ def model_rows(checkpoint: Path, label: str, *, bin_dir: Path, work: Path, rates
     samples = read_sample_files(dirs)
     config = read_checkpoint(checkpoint).config
     flops = real_job_flops(config, samples.lengths)
-    static_model = export_checkpoint(checkpoint, batch, work, validate_count=8).sim_path
-    dynamic_model = export_dynamic_checkpoint(checkpoint, work).sim_path
+    static_model = export_checkpoint(checkpoint, batch, work, validate_count=8, tolerance=tolerance).sim_path
+    dynamic_model = export_dynamic_checkpoint(checkpoint, work, tolerance=tolerance).sim_path
     reference = _torch_labels(checkpoint, samples.feats, batch, threads)
     out_root = Path(tempfile.mkdtemp(prefix="realjob_", dir=work))
     build = {"calibration": _calibration_loader(checkpoint, calibration_tsv, batch)}
@@ -143,7 +144,10 @@ def real_job_section(*, model_dir: Path, data_dir: Path, work: Path, threads: in
     rows = model_rows(Path(model_dir), "checkpoint", work=work / "checkpoint",
                       gate=dev_gate(dev, Path(model_dir) / VOCAB_FILE), **common)
     if throughput_checkpoint is not None:
-        rows += model_rows(Path(throughput_checkpoint), "4L-312D", work=work / "4L-312D", **common)
+        from .bench import RANDOM_WEIGHTS_TOLERANCE
+
+        rows += model_rows(Path(throughput_checkpoint), "4L-312D", work=work / "4L-312D",
+                           tolerance=RANDOM_WEIGHTS_TOLERANCE, **common)
     return {"rows": rows, "batch": batch, "repeats": repeats, "tsv": str(dev), "gemm_gflops": rates["gflops"],
             "targets": targets(rows)}
 
