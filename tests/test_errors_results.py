@@ -226,3 +226,15 @@ def test_inference_failing_mid_run_leaves_no_result_folder(work, tiny_checkpoint
     assert_error(code, err, DataError.exit_code, work / "bert_bin" / "input_mask" / "input9.bin",
                  "24 bytes, expected 512")
     assert snapshot(work / "result") == before  # hidden entries included: nothing set aside either
+
+
+@pytest.mark.parametrize("extra", [(), ("--dynamic_length",)])
+def test_a_half_size_int64_file_is_refused_not_read_as_int32(work, tiny_checkpoint, extra):
+    """A truncated int64 file of exactly 64 x 4 bytes has an int32 file's size; the manifest says int64, so it
+    is an error naming the file, never 64 int32 values made of the first 32 ids and their zero high halves."""
+    path = work / "bert_bin" / "input_ids" / "input0.bin"
+    path.write_bytes(path.read_bytes()[:256])
+    before = snapshot(work / "result")
+    code, _, err = _infer(work, tiny_checkpoint, *extra)
+    assert_error(code, err, DataError.exit_code, path, "256 bytes, expected 512")
+    assert snapshot(work / "result") == before

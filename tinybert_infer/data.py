@@ -303,21 +303,43 @@ def list_input_files(folder) -> Sequence[str]:
     return sorted(sorted(names), key=natural_key)
 
 
-def read_sample(path, seq_len: Optional[int] = None) -> np.ndarray:
-    """One per-sample token-id file (.bin raw int64, or int32 when seq_len says so by its size; .npy without
-    pickles), as int64."""
+def folder_dtype(folder, first_name: str, seq_len: int) -> str:
+    """The integer type of one input folder's .bin files, decided once for the folder: the dtype its
+    preprocessing manifest records (the parent folder's), else int32 only when the first file is exactly
+    seq_len int32 values. Every file is then read with that type, so a truncated int64 file of half the size
+    is an error, never silently read as int32."""
+    folder = Path(folder)
+    manifest_path = folder.parent / MANIFEST_NAME
+    if manifest_path.is_file():
+        dtype = read_manifest(folder.parent).get("dtype", "int64")  # manifests before --dtype were all int64
+        if dtype not in FILE_DTYPES:
+            raise DataError(f"{manifest_path}: dtype {dtype!r}, expected one of {', '.join(FILE_DTYPES)}")
+        return dtype
+    first = folder / first_name
+    try:
+        int32 = first.suffix.lower() != ".npy" and first.stat().st_size == seq_len * 4
+    except OSError as exc:
+        raise DataError(f"{first}: unreadable input file ({exc})") from None
+    return "int32" if int32 else "int64"
+
+
+def read_sample(path, seq_len: Optional[int] = None, dtype: str = "int64") -> np.ndarray:
+    """One per-sample token-id file (.bin raw values of `dtype`, see folder_dtype; .npy without pickles),
+    as int64."""
     path = Path(path)
     try:
         if path.suffix.lower() == ".npy":
             arr = np.load(path, allow_pickle=False)
         else:
-            int32 = seq_len is not None and path.stat().st_size == seq_len * 4
-            arr = np.fromfile(path, dtype=np.int32 if int32 else np.int64)
+            arr = np.fromfile(path, dtype=np.dtype(dtype))
+            if seq_len is not None and path.stat().st_size != seq_len * arr.itemsize:
+                raise DataError(f"{path}: {path.stat().st_size} bytes, expected {seq_len * arr.itemsize} "
+                                f"({seq_len} {dtype} values)")
     except (OSError, ValueError) as exc:
         raise DataError(f"{path}: unreadable input file ({exc})") from None
     if arr.dtype.kind not in "iu":
         raise DataError(f"{path}: {arr.dtype} values, expected int64 token ids")
     arr = arr.reshape(-1).astype(np.int64, copy=False)
     if seq_len is not None and arr.size != seq_len:
-        raise DataError(f"{path}: {arr.size * 8} bytes, expected {seq_len * 8} ({seq_len} int64 values)")
+        raise DataError(f"{path}: {arr.size} values, expected {seq_len}")
     return arr

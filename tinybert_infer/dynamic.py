@@ -22,7 +22,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from .backends.base import Backend
-from .data import list_input_files, make_tokenizer, read_sample
+from .data import folder_dtype, list_input_files, make_tokenizer, read_sample
 from .errors import DataError, UsageError
 from .inference import RunReport, Slot, _resolve_batch, build_summary, check_run_options, execute
 from .layout import INPUT_NAMES, SEQ_LEN, sample_file_name
@@ -155,8 +155,10 @@ def read_sample_files(input_dirs: Sequence, input_names: Sequence[str] = INPUT_N
     for folder, names in zip(input_dirs[1:], listings[1:]):
         if len(names) != len(listings[0]):
             raise DataError(f"{folder}: {len(names)} files, but {input_dirs[0]} has {len(listings[0])}")
-    feats = {name: np.stack([read_sample(folder / n, seq_len) for n in names])
-             for name, folder, names in zip(input_names, input_dirs, listings)}
+    feats = {}
+    for name, folder, names in zip(input_names, input_dirs, listings):
+        dtype = folder_dtype(folder, names[0], seq_len)
+        feats[name] = np.stack([read_sample(folder / n, seq_len, dtype) for n in names])
     def infiles(index: int) -> List[str]:
         return [str(d / names[index]) for d, names in zip(input_dirs, listings)]
 

@@ -19,7 +19,7 @@ from typing import Callable, Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 
 from .backends.base import Backend
-from .data import list_input_files, read_sample
+from .data import folder_dtype, list_input_files, read_sample
 from .errors import DataError, PipelineError, UsageError
 from .fsutil import JsonSpool, discard_dir
 from .layout import SEQ_LEN, output_file_name
@@ -44,9 +44,10 @@ def plan_batches(num_files: int, batch: int) -> List[List[Optional[int]]]:
     return list(iter_batches(num_files, batch))
 
 
-def _load_batch(folder: Path, names: Sequence[str], chunk: Sequence[Optional[int]], seq_len: int) -> np.ndarray:
+def _load_batch(folder: Path, names: Sequence[str], chunk: Sequence[Optional[int]], seq_len: int,
+                dtype: str) -> np.ndarray:
     first = chunk[0]
-    rows = [read_sample(folder / names[first if i is None else i], seq_len) for i in chunk]
+    rows = [read_sample(folder / names[first if i is None else i], seq_len, dtype) for i in chunk]
     return np.stack(rows)
 
 
@@ -161,10 +162,11 @@ def run_files(backend: Backend, input_dirs: Sequence, output_root, *, batch_size
     seq_len = backend.seq_len or seq_len
     batch = _resolve_batch(backend, batch_size)
     chunks = iter_batches(len(listings[0]), batch)  # lazily: memory must not grow with the sample count
+    dtypes = [folder_dtype(d, names[0], seq_len) for d, names in zip(input_dirs, listings)]
 
     def feeds_for(chunk):
-        return {name: _load_batch(d, names, chunk, seq_len)
-                for name, d, names in zip(backend.input_names, input_dirs, listings)}
+        return {name: _load_batch(d, names, chunk, seq_len, dtype)
+                for name, d, names, dtype in zip(backend.input_names, input_dirs, listings, dtypes)}
 
     def batches():
         for chunk in chunks:
