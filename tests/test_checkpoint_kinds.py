@@ -363,3 +363,70 @@ def test_non_finite_output_stops_inference_and_leaves_no_result_folder(tmp_path,
                             "--output", tmp_path / "result", "--outfmt", "TXT")
     assert_error(code, err, PipelineError.exit_code, "input6.bin", "non-finite model output", "sample 6")
     assert sorted(os.listdir(tmp_path / "result")) == []  # no folder, no summary, no spool
+
+
+# ---------------------------------------------------------------- id2label: the model's own label order
+def _with_id2label(src: Path, dst: Path, id2label: dict) -> Path:
+    shutil.copytree(src, dst)
+    config = json.loads((dst / "config.json").read_text())
+    config["id2label"] = {str(k): v for k, v in id2label.items()}
+    config["label2id"] = {v: k for k, v in id2label.items()}
+    (dst / "config.json").write_text(json.dumps(config))
+    return dst
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "torch"])
+def test_reversed_id2label_gives_the_model_own_labels_in_dataset_order(tmp_path, hf_checkpoint, tiny_tsv, backend):
+    """A checkpoint whose output 0 is POSITIVE: every prediction is the dataset label its name says (SST-2:
+    0 negative, 1 positive), through export, OM-style result folders (logit k = dataset label k), postprocess
+    and score; read as label i = output i, all of them were backwards with exit 0."""
+    from transformers import BertForSequenceClassification
+
+    model_dir = _with_id2label(hf_checkpoint, tmp_path / "reversed", {0: "POSITIVE", 1: "NEGATIVE"})
+    texts = [s for s, _ in SENTENCES]
+    outputs, logits, _ = transformers_reference(model_dir, texts)
+    names = BertForSequenceClassification.from_pretrained(str(model_dir), local_files_only=True).config.id2label
+    want = np.array([{"NEGATIVE": 0, "POSITIVE": 1}[names[int(o)]] for o in outputs])
+    assert (want != outputs).all()  # the order matters for every sentence
+
+    _, result_dir, summary, out_post = run_pipeline(model_dir, tmp_path / "work", tiny_tsv, backend)
+    assert result_labels(result_dir, len(texts)).tolist() == want.tolist()
+    accuracy = np.mean(want == np.array([int(label) for _, label in SENTENCES]))
+    assert f"acc:{accuracy:.4f}" in out_post
+    assert summary["model_labels"] == [{"label": 0, "model_output": 1, "model_name": "NEGATIVE"},
+                                       {"label": 1, "model_output": 0, "model_name": "POSITIVE"}]
+    # logits in dataset order: logit_0 is transformers' NEGATIVE output
+    from tinybert_infer.results import read_output
+
+    got0 = np.array([read_output(result_dir / f"input{i}_0.txt") for i in range(len(texts))])
+    np.testing.assert_allclose(got0, logits[:, ::-1], atol=1e-4)
+
+    code, out, err = run_main("score", "--tsv", tiny_tsv, "--backend", "torch", "--model_dir", model_dir,
+                              "--output", tmp_path / "scored", "--output_dirname", "s")
+    assert code == 0, err
+    rows = (tmp_path / "scored" / "s" / "predictions.tsv").read_text().splitlines()[1:]
+    assert [int(r.split("\t")[2]) for r in rows] == want.tolist()
+    assert f"acc:{accuracy:.4f}" in out
+
+
+@pytest.mark.parametrize("id2label, fragment", [
+    ({0: "joy", 1: "anger"}, "does not say which dataset label"),
+    ({0: "positive", 1: "LABEL_1"}, "does not say which dataset label"),  # two names for label 1
+    ({0: "LABEL_0", 2: "LABEL_1"}, "id2label names outputs [0, 2]"),
+])
+def test_id2label_that_does_not_name_the_dataset_labels_is_refused(tmp_path, hf_checkpoint, tiny_tsv, id2label,
+                                                                   fragment):
+    model_dir = _with_id2label(hf_checkpoint, tmp_path / "odd", id2label)
+    code, _, err = run_main("export", "--batch_size", "4", "--model_dir", model_dir, "--data_dir", tiny_tsv.parent,
+                            "--output_dir", tmp_path / "out")
+    assert_error(code, err, CheckpointError.exit_code, model_dir / "config.json", fragment)
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").glob("*.onnx"))
+
+
+def test_generic_and_numbered_names_keep_the_output_order(tmp_path, hf_checkpoint):
+    from tinybert_infer.labels import output_order
+
+    for names in ({0: "LABEL_0", 1: "LABEL_1"}, {0: "0", 1: "1"}, {0: "negative", 1: "Positive"}, {0: "neg", 1: "pos"}):
+        assert output_order({"id2label": {str(k): v for k, v in names.items()}}, 2, Path("c.json")) == (0, 1)
+    assert output_order({}, 3, Path("c.json")) == (0, 1, 2)
+    assert output_order({"id2label": {"0": "LABEL_2", "1": "LABEL_0", "2": "LABEL_1"}}, 3, Path("c.json")) == (1, 2, 0)

@@ -2,7 +2,7 @@
 
 Everything about the network comes from the folder's own files: layers, hidden size, heads and vocabulary
 from config.json, the classifier head from its architectures (specs.py, or --head), the label count from the
-classifier weight. Weights are read without executing pickled code (torch.load(weights_only=True) or
+classifier weight, the order of its outputs from id2label (labels.py: put into dataset order). Weights are read without executing pickled code (torch.load(weights_only=True) or
 safetensors), whole or sharded (*.index.json), and must be finite. The folder may be a Hugging Face cache
 entry (models--org--name, or one of its snapshots/<hash> folders).
 """
@@ -23,6 +23,7 @@ import torch
 from .data import TOKENIZER_JSON, TokenizerSettings, load_vocab, read_tokenizer_settings
 from .errors import CheckpointError
 from .fsutil import read_json_object
+from .labels import labels_record, output_order, reorder_classifier
 from .modeling import TinyBertConfig, TinyBertForSequenceClassification, _ACTIVATIONS
 from .specs import ModelSpec, resolve_spec
 
@@ -54,6 +55,11 @@ class Checkpoint:
     spec: ModelSpec
     tokenizer: TokenizerSettings
     raw_config: dict
+    output_order: tuple      # labels.output_order: the checkpoint's output index for each dataset label
+
+    def labels_record(self) -> list:
+        """Each dataset label with the checkpoint's own output index and name (recorded in run summaries)."""
+        return labels_record(self.raw_config, self.output_order)
 
 
 def resolve_folder(folder) -> Path:
@@ -246,7 +252,8 @@ def read_checkpoint(folder, *, head: Optional[str] = None) -> Checkpoint:
     weights_file = find_weights_file(folder)
     state = spec.normalise_keys(load_weights(weights_file))
     num_labels = _num_labels(state, weights_file)
-    _check_label_count(raw, num_labels, folder / CONFIG_FILE)
+    order = output_order(raw, num_labels, folder / CONFIG_FILE)
+    state = reorder_classifier(state, order)  # logit k = dataset label k, in every graph exported from it
     config = TinyBertConfig(
         **{k: raw[k] for k in _INT_KEYS},
         num_labels=num_labels,
@@ -254,13 +261,7 @@ def read_checkpoint(folder, *, head: Optional[str] = None) -> Checkpoint:
         layer_norm_eps=float(raw.get("layer_norm_eps", 1e-12)),
         relu_head=spec.relu_head,
     )
-    return Checkpoint(folder, config, weights_file, vocab_file, state, spec, tokenizer, raw)
-
-
-def _check_label_count(raw: dict, num_labels: int, path: Path) -> None:
-    labels = raw.get("id2label")
-    if isinstance(labels, dict) and labels and len(labels) != num_labels:
-        raise CheckpointError(f"{path}: id2label names {len(labels)} labels, the classifier weight has {num_labels}")
+    return Checkpoint(folder, config, weights_file, vocab_file, state, spec, tokenizer, raw, order)
 
 
 def build_model(checkpoint: Checkpoint, *, cls_only_last_layer: bool = True) -> TinyBertForSequenceClassification:

@@ -343,13 +343,12 @@ def _length_executor(args, onnx_path, model_dir, buckets, samples):
 
 def _model_record(backend_name: str, model_dir: Path, onnx_path, head) -> dict:
     """The head and tokenizer switches a run records, known before any backend is built (specs.run_model_record)."""
-    from .specs import run_model_record
+    from .specs import checkpoint_record, run_model_record
 
     if backend_name == "torch":
         from .checkpoint import read_checkpoint
 
-        checkpoint = read_checkpoint(model_dir, head=head)
-        return {"head": checkpoint.spec.name, "model_tokenizer": checkpoint.tokenizer.label()}
+        return checkpoint_record(read_checkpoint(model_dir, head=head))
     return run_model_record(None, onnx_path)
 
 

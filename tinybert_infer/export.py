@@ -19,7 +19,7 @@ from .checkpoint import Checkpoint, load_model
 from .errors import ExportError
 from .layout import DEFAULT_OPSET, INPUT_NAMES, OUTPUT_NAME, SEQ_LEN, onnx_name, sim_onnx_name
 from .fsutil import staged_file
-from .specs import METADATA_HEAD, METADATA_TOKENIZER
+from .specs import METADATA_HEAD, METADATA_LABELS, METADATA_TOKENIZER
 
 PYTORCH = "PyTorch"  # the project's own module, computing every row (textbook_reference)
 # onnxsim passes that destroy the patterns ONNX Runtime's BERT fusions look for (MatMul+Add -> Gemm,
@@ -199,11 +199,15 @@ def parity_references(checkpoint: Checkpoint, model) -> dict:
 
 
 def stamp_metadata(path: Path, checkpoint: Checkpoint) -> None:
-    """Record the head and the tokenizer switches in the graph, so inference can record and check them."""
+    """Record the head, the tokenizer switches and the output labels in the graph, so inference can record and
+    check them."""
+    import json
+
     import onnx
 
     model = onnx.load(str(path))
-    props = {METADATA_HEAD: checkpoint.spec.name, METADATA_TOKENIZER: checkpoint.tokenizer.label()}
+    props = {METADATA_HEAD: checkpoint.spec.name, METADATA_TOKENIZER: checkpoint.tokenizer.label(),
+             METADATA_LABELS: json.dumps(checkpoint.labels_record())}
     kept = [p for p in model.metadata_props if p.key not in props]
     del model.metadata_props[:]
     model.metadata_props.extend(kept)

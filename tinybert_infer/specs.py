@@ -18,6 +18,7 @@ from .layout import INPUT_NAMES
 HEAD_FLAG = "--head"
 METADATA_HEAD = "tinybert_infer.head"            # ONNX metadata_props written at export: the head's name
 METADATA_TOKENIZER = "tinybert_infer.tokenizer"  # and the checkpoint's tokenizer switches (data.describe_tokenizer)
+METADATA_LABELS = "tinybert_infer.labels"        # and, as JSON, Checkpoint.labels_record (outputs in dataset order)
 
 
 def normalise_bert_keys(state: dict) -> dict:
@@ -98,11 +99,21 @@ def read_onnx_metadata(onnx_path) -> dict:
     return {p.key: p.value for p in model.metadata_props}
 
 
+def checkpoint_record(checkpoint) -> dict:
+    """What a run summary records about a checkpoint's network: head, tokenizer switches, output labels."""
+    return {"head": checkpoint.spec.name, "model_tokenizer": checkpoint.tokenizer.label(),
+            "model_labels": checkpoint.labels_record()}
+
+
 def run_model_record(backend, onnx_path=None) -> dict:
-    """What a run summary records about the network: its head and its tokenizer switches, from the checkpoint
-    (PyTorch backend) or from the exported graph's metadata (None where neither says)."""
+    """checkpoint_record, from the checkpoint (PyTorch backend) or from the exported graph's metadata (None
+    where neither says)."""
+    import json
+
     checkpoint = getattr(backend, "checkpoint", None)
     if checkpoint is not None:
-        return {"head": checkpoint.spec.name, "model_tokenizer": checkpoint.tokenizer.label()}
+        return checkpoint_record(checkpoint)
     meta = read_onnx_metadata(onnx_path) if onnx_path is not None and Path(onnx_path).is_file() else {}
-    return {"head": meta.get(METADATA_HEAD), "model_tokenizer": meta.get(METADATA_TOKENIZER)}
+    labels = meta.get(METADATA_LABELS)
+    return {"head": meta.get(METADATA_HEAD), "model_tokenizer": meta.get(METADATA_TOKENIZER),
+            "model_labels": json.loads(labels) if labels else None}

@@ -15,7 +15,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from ..checkpoint import VOCAB_FILE, check_vocab
+from ..checkpoint import check_vocab, find_vocab_file
 from ..data import encode, make_tokenizer
 from ..dynamic import plan_batches, real_lengths
 from ..errors import ExportError, UsageError
@@ -40,7 +40,7 @@ def make_plan(*, backend: str = "onnxruntime", model: Optional[Path] = None, mod
     if max_seq_length < 2:
         raise UsageError(f"--max_seq_length must be at least 2, got {max_seq_length}")
     model_dir = Path(model_dir).resolve()
-    vocab = model_dir / VOCAB_FILE
+    vocab = find_vocab_file(model_dir)  # vocab.txt or tokenizer.json; tokenizer_config.json beside it is honoured
     check_vocab(vocab)
     onnx = None
     if backend != "torch":
@@ -92,8 +92,11 @@ class Scorer:
         return int(self.score_batch(["a"]).shape[1])
 
     def describe(self) -> dict:
+        from ..specs import run_model_record
+
         info = {k: v for k, v in self.plan.items()}
         info["runtime"] = self.backend.describe()
+        info.update(run_model_record(self.backend, self.plan["model"]))  # head, tokenizer, output labels
         info["python"] = platform.python_version()
         return info
 
