@@ -430,3 +430,30 @@ def test_generic_and_numbered_names_keep_the_output_order(tmp_path, hf_checkpoin
         assert output_order({"id2label": {str(k): v for k, v in names.items()}}, 2, Path("c.json")) == (0, 1)
     assert output_order({}, 3, Path("c.json")) == (0, 1, 2)
     assert output_order({"id2label": {"0": "LABEL_2", "1": "LABEL_0", "2": "LABEL_1"}}, 3, Path("c.json")) == (1, 2, 0)
+
+
+def test_score_tokenises_as_the_checkpoint_says_and_refuses_a_graph_of_other_settings(tmp_path, cased_checkpoint):
+    """score on a cased HF folder (tokenizer.json, no vocab.txt) gives transformers' labels; the same folder made
+    lower-case is refused with the cased model's graph, naming both settings."""
+    texts = ["Good MOVIE", "The Film It", "É good", "it the"]
+    tsv = write_tsv(tmp_path / "cased.tsv", [(t, "1") for t in texts])
+    want = transformers_reference(cased_checkpoint, texts)[0]
+    code, _, err = run_main("export", "--dynamic", "--model_dir", cased_checkpoint, "--data_dir", tmp_path,
+                            "--output_dir", tmp_path)
+    assert code == 0, err
+    from tinybert_infer.layout import dynamic_sim_onnx_name
+
+    onnx = tmp_path / dynamic_sim_onnx_name()
+    code, _, err = run_main("score", "--tsv", tsv, "--model", onnx, "--model_dir", cased_checkpoint,
+                            "--output", tmp_path / "scored", "--output_dirname", "s")
+    assert code == 0, err
+    rows = (tmp_path / "scored" / "s" / "predictions.tsv").read_text().splitlines()[1:]
+    assert [int(r.split("\t")[2]) for r in rows] == want.tolist()
+
+    lower = Path(shutil.copytree(cased_checkpoint, tmp_path / "lower"))
+    config = json.loads((lower / "tokenizer_config.json").read_text())
+    (lower / "tokenizer_config.json").write_text(json.dumps(dict(config, do_lower_case=True)))
+    code, _, err = run_main("score", "--tsv", tsv, "--model", onnx, "--model_dir", lower,
+                            "--output", tmp_path / "scored", "--output_dirname", "t")
+    assert_error(code, err, DataError.exit_code, onnx, "do_lower_case=false", "do_lower_case=true")
+    assert not (tmp_path / "scored" / "t").exists()

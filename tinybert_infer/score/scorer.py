@@ -18,7 +18,7 @@ import numpy as np
 from ..checkpoint import check_vocab, find_vocab_file
 from ..data import encode, make_tokenizer
 from ..dynamic import plan_batches, real_lengths
-from ..errors import ExportError, UsageError
+from ..errors import DataError, ExportError, UsageError
 from ..layout import INPUT_NAMES, SEQ_LEN, dynamic_sim_onnx_name
 
 SCORE_BACKENDS = ("onnxruntime", "openvino", "torch")  # exact fp32 runtimes (OpenVINO with f32 pinned)
@@ -48,12 +48,27 @@ def make_plan(*, backend: str = "onnxruntime", model: Optional[Path] = None, mod
         if not onnx.is_file():
             raise ExportError(f"{onnx}: ONNX model not found (python -m tinybert_infer export --dynamic writes "
                               f"{dynamic_sim_onnx_name()})")
+    if onnx is not None:
+        check_graph_tokenizer(onnx, vocab)
     return {
         "backend": backend, "precision": "fp32", "model": str(onnx) if onnx else None,
         "model_dir": str(model_dir), "vocab": str(vocab), "batch_size": int(batch_size),
         "threads": int(threads or default_threads()), "max_seq_length": int(max_seq_length),
         "chunk_rows": int(chunk_rows),
     }
+
+
+def check_graph_tokenizer(onnx: Path, vocab: Path) -> None:
+    """A graph exported from a checkpoint with other tokenizer switches (cased vs uncased) would be fed ids it
+    was never trained on, with no other sign than wrong labels."""
+    from ..data import read_tokenizer_settings
+    from ..specs import METADATA_TOKENIZER, read_onnx_metadata
+
+    exported_with = read_onnx_metadata(onnx).get(METADATA_TOKENIZER)
+    here = read_tokenizer_settings(vocab.parent).label()
+    if exported_with is not None and exported_with != here:
+        raise DataError(f"{onnx}: exported from a checkpoint whose tokenizer uses {exported_with}, but "
+                        f"{vocab.parent} uses {here}; give the --model_dir it was exported from")
 
 
 class Scorer:
