@@ -221,3 +221,54 @@ def test_unreachable_cluster_names_the_address(tmp_path, tiny_checkpoint, tiny_d
                          "--engine", "ray")
     assert_error(code, err, 7, f"RAY_ADDRESS=127.0.0.1:{port}: cannot reach a Ray cluster there")
     assert not (tmp_path / "result").exists()
+
+
+def _copy_onnx(onnx: Path, folder: Path) -> Path:
+    """The planner writes its artefacts and its cache beside the model: a private copy per test."""
+    import shutil
+
+    folder.mkdir(parents=True, exist_ok=True)
+    return Path(shutil.copy(onnx, folder / onnx.name))
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16", "int8", "auto"])
+def test_precision_runs_the_planned_plan_and_records_it(tmp_path, tiny_checkpoint, tiny_dyn_onnx, precision):
+    """--precision hands the choice to the run planner: timed on the corpus, gated on the dev set for low
+    precision. fp32 plans give PyTorch's labels; every plan's choice is in the summary, and it is what ran."""
+    tsv = write_tsv(tmp_path / "glue" / "dev.tsv")
+    write_tsv(tmp_path / "glue" / "test.tsv", header="index\tsentence",
+              rows=[(str(i), s) for i, (s, _) in enumerate(SENTENCES)])  # index first: the GLUE test layout
+    onnx = _copy_onnx(tiny_dyn_onnx, tmp_path / "model")
+    code, out, err = score(tmp_path, tiny_checkpoint, onnx, "--tsv", tsv, "--precision", precision,
+                           "--data_dir", tmp_path / "glue", "--batch_size", "4")
+    assert code == 0, err
+    folder = tmp_path / "result" / folder_of(out)
+    summary = json.loads(summary_path(folder).read_text())
+    ran = summary["plan"]["run_plan"]
+    assert summary["plan"]["plan_selection"]["plan"]["label"] == ran["label"]
+    assert summary["plan"]["backend"] == "plan" and summary["plan"]["precision"] == ran["precision"]
+    assert "[plan] chose" in err or summary["plan"]["plan_selection"].get("cached")
+    expected = reference_logits(tiny_checkpoint, [s for s, _ in SENTENCES]).argmax(1)
+    _, rows = read_predictions(folder / "predictions.tsv")
+    got = np.array([int(r[2]) for r in rows])
+    if precision == "fp32":
+        assert ran["precision"] == "fp32" and got.tolist() == expected.tolist()
+    else:
+        assert precision == "auto" or ran["precision"] == precision
+        gate = summary["plan"]["plan_selection"]["accuracy_gate"]
+        assert gate["max_drop"] == (0.003 if precision == "auto" else 0.005)
+        assert gate["fp32_accuracy"] - gate["accuracy"][ran["label"]] <= gate["max_drop"] + 1e-12
+
+
+def test_precision_without_a_dev_set_is_refused_and_backend_with_precision_too(tmp_path, tiny_checkpoint,
+                                                                              tiny_dyn_onnx):
+    from tinybert_infer.errors import UsageError
+
+    tsv = write_tsv(tmp_path / "dev.tsv")
+    onnx = _copy_onnx(tiny_dyn_onnx, tmp_path / "model")
+    code, _, err = score(tmp_path, tiny_checkpoint, onnx, "--tsv", tsv, "--precision", "bf16",
+                         "--data_dir", tmp_path / "none")
+    assert_error(code, err, UsageError.exit_code, tmp_path / "none" / "dev.tsv", "accuracy gate")
+    code, _, err = score(tmp_path, tiny_checkpoint, onnx, "--tsv", tsv, "--precision", "fp32", "--backend", "torch")
+    assert_error(code, err, UsageError.exit_code, "--backend", "--precision", "not both")
+    assert not (tmp_path / "result").exists() or not any((tmp_path / "result").iterdir())

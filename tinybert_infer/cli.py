@@ -321,10 +321,11 @@ def _length_executor(args, onnx_path, model_dir, buckets, samples):
         return PlanExecutor(plan), {}
     if args.dynamic_length and args.backend == "auto" and not (args.streams or args.pad_multiple or buckets):
         static = Path(sim_onnx_name(args.batchsize))  # the recipe's static model, a candidate where it is at hand
-        from .checkpoint import VOCAB_FILE
+        from .checkpoint import find_vocab_file
         from .plan import dev_gate
 
-        gate = None if args.precision == "fp32" else dev_gate(default_data_dir() / "dev.tsv", model_dir / VOCAB_FILE)
+        gate = None if args.precision == "fp32" else dev_gate(default_data_dir() / "dev.tsv",
+                                                              find_vocab_file(model_dir))
         choice = make_plan(dynamic_model=onnx_path, precision=args.precision, batch_size=args.batchsize,
                            threads=args.threads, data=samples.feats, checkpoint_dir=model_dir,
                            static_model=static if static.is_file() and samples.width == SEQ_LEN else None,

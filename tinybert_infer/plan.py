@@ -306,6 +306,21 @@ def candidate_plans(precision: str, *, dynamic_model, batch_size: int, threads: 
     return plans
 
 
+PRECISIONS = ("fp32", "bf16", "int8")
+AUTO_MAX_DROP = 0.003  # --precision auto: the fastest plan within 0.3 points of fp32 on the labelled dev set
+
+
+def candidates_for(precision: str, **kwargs) -> List[Plan]:
+    """candidate_plans of one precision, or for "auto" those of every precision, fp32 first (preferred)."""
+    if precision != "auto":
+        return candidate_plans(precision, **kwargs)
+    plans: Dict[str, Plan] = {}
+    for name in PRECISIONS:
+        for plan in candidate_plans(name, **kwargs):
+            plans.setdefault(plan.label(), plan)
+    return list(plans.values())
+
+
 def build_candidate_artefacts(plans: Sequence[Plan], dynamic_model, *, batch_size: int, threads: int,
                               checkpoint_dir=None, calibration_tsv=None, log=lambda s: None) -> None:
     from .optimize import build_artefacts

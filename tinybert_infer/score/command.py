@@ -9,11 +9,12 @@ from pathlib import Path
 
 from ..layout import DEFAULT_RESULT_DIR, SEQ_LEN, default_model_dir
 from ..progress import progress
-from .corpus import DEFAULT_CHUNK_ROWS, corpus_is_labelled, label_set, resolve_shards
+from .corpus import DEFAULT_CHUNK_ROWS, corpus_is_labelled, first_texts, label_set, resolve_shards
 from .output import FORMATS, ScoreFolder
-from .scorer import DEFAULT_BATCH, SCORE_BACKENDS, make_plan, make_scorer
+from .scorer import DEFAULT_BATCH, SCORE_BACKENDS, SCORE_PRECISIONS, make_score_plan, make_scorer
 
 ENGINES = ("local", "ray")
+TIMING_ROWS = 1024  # the corpus's first sentences, which the planner times its candidates on
 
 
 def add_command(sub):
@@ -25,8 +26,14 @@ def add_command(sub):
     p.add_argument("--engine", choices=ENGINES, default="local",
                    help="local (default: this host, streaming) or ray (Ray Data; $RAY_ADDRESS or a local Ray)")
     p.add_argument("--format", choices=FORMATS, default="tsv", help="predictions.tsv (default) or .parquet")
-    p.add_argument("--backend", choices=SCORE_BACKENDS, default="onnxruntime",
-                   help="exact fp32 runtime (default onnxruntime; openvino runs with f32 pinned)")
+    p.add_argument("--backend", choices=SCORE_BACKENDS, default=None,
+                   help="one exact fp32 runtime (default onnxruntime; openvino runs with f32 pinned)")
+    p.add_argument("--precision", choices=SCORE_PRECISIONS, default=None,
+                   help="let the run planner choose the fastest plan here: fp32 (exact), bf16, int8, or auto (the "
+                        "fastest within 0.3 points of fp32 on the labelled dev set); see docs/plan.md")
+    p.add_argument("--data_dir", type=Path, default=None,
+                   help="--precision bf16/int8/auto: folder with the labelled dev.tsv (the gate) and test.tsv "
+                        "(int8 calibration); default glue_dir/SST-2")
     p.add_argument("--model", "-m", type=Path, default=None,
                    help="dynamic-shape ONNX (default TinyBERT_sim_dyn.onnx, from export --dynamic)")
     _model_dir_arg(p)
@@ -49,7 +56,7 @@ def add_command(sub):
 
 def cmd_score(args) -> int:
     summary, folder = score_corpus(args.tsv, engine=args.engine, fmt=args.format, backend=args.backend,
-                                   model=args.model, model_dir=args.model_dir or default_model_dir(),
+                                   precision=args.precision, data_dir=args.data_dir, model=args.model, model_dir=args.model_dir or default_model_dir(),
                                    batch_size=args.batch_size, threads=args.threads,
                                    max_seq_length=args.max_seq_length, chunk_rows=args.chunk_rows,
                                    output_root=args.output, output_dirname=args.output_dirname,
@@ -74,7 +81,8 @@ def _versions() -> dict:
     return found
 
 
-def score_corpus(spec, *, engine: str = "local", fmt: str = "tsv", backend: str = "onnxruntime", model=None,
+def score_corpus(spec, *, engine: str = "local", fmt: str = "tsv", backend=None, precision=None, data_dir=None,
+                 model=None,
                  model_dir, batch_size: int = DEFAULT_BATCH, threads=None, max_seq_length: int = SEQ_LEN,
                  chunk_rows: int = DEFAULT_CHUNK_ROWS, output_root=DEFAULT_RESULT_DIR, output_dirname=None,
                  cpus_per_actor: int = 1, actors=None, show_progress: bool = True):
@@ -86,8 +94,9 @@ def score_corpus(spec, *, engine: str = "local", fmt: str = "tsv", backend: str 
 
         import_ray()  # no ray package: one line, before any work
         threads = cpus_per_actor
-    plan = make_plan(backend=backend, model=model, model_dir=model_dir, batch_size=batch_size, threads=threads,
-                     max_seq_length=max_seq_length, chunk_rows=chunk_rows)
+    plan = make_score_plan(backend=backend, precision=precision, model=model, model_dir=model_dir,
+                           data_dir=data_dir, batch_size=batch_size, threads=threads, max_seq_length=max_seq_length,
+                           chunk_rows=chunk_rows, timing_texts=first_texts(shards[0], TIMING_ROWS) if precision else ())
     scorer = make_scorer(plan)  # on the driver too: a bad model fails here, as one line, before any work
     num_labels = scorer.num_labels()
     labels = label_set(num_labels)

@@ -97,6 +97,11 @@ def iter_chunks(shard: Shard, shard_id: int, labels: Sequence[str], chunk_rows: 
         start += len(chunk)
 
 
+def first_texts(shard: Shard, count: int) -> list:
+    """The shard's first `count` sentences (labels unread): what the planner times plans on."""
+    return [ex.text for ex in islice(TsvReader(shard.path, label_set=None), count)]
+
+
 def chunk_nbytes(shard: Shard, labels: Sequence[str], chunk_rows: int) -> int:
     """Bytes of the shard's first chunk as a pyarrow table: what Ray sizes blocks by."""
     import pyarrow as pa

@@ -1,10 +1,12 @@
 """How a corpus is scored: a plan (a plain dict, chosen once by the driver and shipped to every worker) and
 the scorer built from it, with one method, score_batch(texts) -> logits.
 
-This is the one seam the run planner (issue 10) replaces: make_plan decides, make_scorer executes.
-Today's plan: an exact fp32 runtime on the dynamic-shape ONNX (ONNX Runtime by default: PyTorch's labels),
-length-aware batches inside each chunk (sorted by length, each batch cropped to its longest member; exact,
-see dynamic.py), intra-op threads = the CPUs the worker was given.
+make_score_plan decides, make_scorer executes. Without --precision: an exact fp32 runtime named by --backend on
+the dynamic-shape ONNX (ONNX Runtime by default: PyTorch's labels), length-aware batches inside each chunk.
+With --precision fp32|bf16|int8|auto: the run planner (plan.make_plan) chooses the artefact, batching, shape
+policy and streams on this corpus's own sentences, low precision gated on the labelled dev set; the chosen
+plan.Plan travels in the dict. Either way the batches run through plan.PlanExecutor (one batching rule), with
+intra-op threads = the CPUs the worker was given.
 """
 
 from __future__ import annotations
@@ -17,9 +19,8 @@ import numpy as np
 
 from ..checkpoint import check_vocab, find_vocab_file
 from ..data import encode, make_tokenizer
-from ..dynamic import plan_batches, real_lengths
 from ..errors import DataError, ExportError, UsageError
-from ..layout import INPUT_NAMES, SEQ_LEN, dynamic_sim_onnx_name
+from ..layout import SEQ_LEN, dynamic_sim_onnx_name
 
 SCORE_BACKENDS = ("onnxruntime", "openvino", "torch")  # exact fp32 runtimes (OpenVINO with f32 pinned)
 DEFAULT_BATCH = 32
@@ -31,12 +32,21 @@ def default_threads() -> int:
     return physical_cores()
 
 
-def make_plan(*, backend: str = "onnxruntime", model: Optional[Path] = None, model_dir: Path,
-              batch_size: int = DEFAULT_BATCH, threads: Optional[int] = None,
-              max_seq_length: int = SEQ_LEN, chunk_rows: int) -> dict:
+SCORE_PRECISIONS = ("fp32", "bf16", "int8", "auto")
+
+
+def make_score_plan(*, backend: Optional[str] = None, precision: Optional[str] = None, model: Optional[Path] = None,
+                    model_dir: Path, data_dir: Optional[Path] = None, batch_size: int = DEFAULT_BATCH,
+                    threads: Optional[int] = None, max_seq_length: int = SEQ_LEN, chunk_rows: int,
+                    timing_texts: Sequence[str] = ()) -> dict:
     """Everything a worker needs to build the same scorer; absolute paths (workers may run elsewhere)."""
-    if backend not in SCORE_BACKENDS:
+    if backend is not None and precision is not None:
+        raise UsageError("give --backend (one exact fp32 runtime) or --precision (the planner's choice), not both")
+    backend = backend or ("plan" if precision else "onnxruntime")
+    if backend != "plan" and backend not in SCORE_BACKENDS:
         raise UsageError(f"--backend {backend!r}: score runs one of {', '.join(SCORE_BACKENDS)} (exact fp32)")
+    if precision is not None and precision not in SCORE_PRECISIONS:
+        raise UsageError(f"--precision {precision!r}: use one of {', '.join(SCORE_PRECISIONS)}")
     if max_seq_length < 2:
         raise UsageError(f"--max_seq_length must be at least 2, got {max_seq_length}")
     model_dir = Path(model_dir).resolve()
@@ -48,14 +58,43 @@ def make_plan(*, backend: str = "onnxruntime", model: Optional[Path] = None, mod
         if not onnx.is_file():
             raise ExportError(f"{onnx}: ONNX model not found (python -m tinybert_infer export --dynamic writes "
                               f"{dynamic_sim_onnx_name()})")
-    if onnx is not None:
         check_graph_tokenizer(onnx, vocab)
-    return {
-        "backend": backend, "precision": "fp32", "model": str(onnx) if onnx else None,
+    threads = int(threads or default_threads())
+    plan = {
+        "backend": backend, "precision": precision or "fp32", "model": str(onnx) if onnx else None,
         "model_dir": str(model_dir), "vocab": str(vocab), "batch_size": int(batch_size),
-        "threads": int(threads or default_threads()), "max_seq_length": int(max_seq_length),
-        "chunk_rows": int(chunk_rows),
+        "threads": threads, "max_seq_length": int(max_seq_length), "chunk_rows": int(chunk_rows),
     }
+    if precision is not None:
+        choice = choose_run_plan(precision, onnx, model_dir=model_dir, data_dir=data_dir, vocab=vocab,
+                                 batch_size=batch_size, threads=threads, max_seq_length=max_seq_length,
+                                 timing_texts=timing_texts)
+        plan.update(run_plan=choice.plan.to_dict(), plan_selection=choice.selection,
+                    precision=choice.plan.precision)
+    return plan
+
+
+def choose_run_plan(precision: str, onnx: Path, *, model_dir: Path, data_dir: Optional[Path], vocab: Path,
+                    batch_size: int, threads: int, max_seq_length: int, timing_texts: Sequence[str]):
+    """The planner's choice for this corpus: timed on its first sentences (real lengths), low precision kept
+    only within the gate on the labelled dev set; int8 calibrated on test.tsv, never on the scored data."""
+    from ..layout import default_data_dir
+    from ..plan import AUTO_MAX_DROP, DEFAULT_MAX_DROP, candidates_for, dev_gate, make_plan
+
+    data_dir = Path(data_dir or default_data_dir())
+    gate = None
+    if precision != "fp32":
+        gate = dev_gate(data_dir / "dev.tsv", vocab, AUTO_MAX_DROP if precision == "auto" else DEFAULT_MAX_DROP,
+                        max_seq_length)
+        if gate is None:
+            raise UsageError(f"{data_dir / 'dev.tsv'}: not found; --precision {precision} is chosen within an accuracy "
+                             f"gate on the labelled SST-2 dev set (give --data_dir, or --precision fp32)")
+    tokenizer = make_tokenizer(vocab)
+    data = encode(tokenizer, list(timing_texts), max_seq_length) if len(timing_texts) else None
+    candidates = candidates_for(precision, dynamic_model=onnx, batch_size=batch_size, threads=threads)
+    return make_plan(dynamic_model=onnx, precision=precision, batch_size=batch_size, threads=threads, data=data,
+                     checkpoint_dir=model_dir, calibration_tsv=data_dir / "test.tsv", candidates=candidates,
+                     gate=gate)
 
 
 def check_graph_tokenizer(onnx: Path, vocab: Path) -> None:
@@ -75,32 +114,28 @@ class Scorer:
     """Tokenises a chunk of sentences and runs it in batches; logits float32 [len(texts), labels]."""
 
     def __init__(self, plan: dict):
-        from ..backends import make_backend
+        from ..plan import Plan, PlanExecutor, open_plan, plan_of_backend
 
         self.plan = dict(plan)
         self.tokenizer = make_tokenizer(plan["vocab"])
-        self.backend = make_backend(plan["backend"], onnx_path=plan["model"], checkpoint_dir=plan["model_dir"],
-                                    threads=plan["threads"])
-        # A static-shape artefact (or torch with a fixed batch) is fed full-width batches instead.
-        self.length_aware = self.backend.seq_len is None
-        self.fed_batch = self.backend.batch_size
-        self.plan["batching"] = "length-aware" if self.length_aware else "static"
+        if plan.get("run_plan"):
+            self.executor = open_plan(Plan.from_dict(plan["run_plan"]))
+        else:
+            from ..backends import make_backend
+
+            backend = make_backend(plan["backend"], onnx_path=plan["model"], checkpoint_dir=plan["model_dir"],
+                                   threads=plan["threads"])
+            # A static-shape artefact (or torch with a fixed batch) is fed full-width batches instead.
+            batching = "length" if backend.seq_len is None else "static"
+            self.executor = PlanExecutor(plan_of_backend(backend, plan["model"], batching=batching,
+                                                         batch_size=backend.batch_size or plan["batch_size"],
+                                                         threads=plan["threads"]), backend)
+        self.backend = self.executor.backend
+        self.plan["batching"] = "length-aware" if self.executor.plan.batching == "length" else "static"
 
     def score_batch(self, texts: Sequence[str]) -> np.ndarray:
         width = self.backend.seq_len or self.plan["max_seq_length"]
-        feats = encode(self.tokenizer, list(texts), width)
-        batches = plan_batches(real_lengths(feats[INPUT_NAMES[2]]), self.plan["batch_size"], width=width,
-                               mode="dynamic_length" if self.length_aware else "static")
-        out = None
-        for batch in batches:
-            rows = list(batch.indices)
-            fed = rows + [rows[0]] * ((self.fed_batch or len(rows)) - len(rows))  # static batch: filler copies
-            logits = self.backend.run({n: np.ascontiguousarray(feats[n][fed, :batch.length])
-                                       for n in self.backend.input_names})[:len(rows)]
-            if out is None:
-                out = np.empty((len(texts), logits.shape[1]), dtype=np.float32)
-            out[rows] = logits
-        return out
+        return self.executor.score(encode(self.tokenizer, list(texts), width))
 
     def num_labels(self) -> int:
         """Read from the model itself (one short sentence through it), whatever the runtime."""
@@ -110,13 +145,14 @@ class Scorer:
         from ..specs import run_model_record
 
         info = {k: v for k, v in self.plan.items()}
+        info.setdefault("run_plan", self.executor.plan.to_dict())
         info["runtime"] = self.backend.describe()
         info.update(run_model_record(self.backend, self.plan["model"]))  # head, tokenizer, output labels
         info["python"] = platform.python_version()
         return info
 
     def close(self) -> None:
-        self.backend.close()
+        self.executor.close()
 
 
 def make_scorer(plan: dict) -> Scorer:
