@@ -400,21 +400,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _extra_commands():
-    """Commands that live in their own modules (accelerator tools, benchmark, ...)."""
-    import importlib
+    """Commands that live in their own modules (accelerator tools, benchmark, corpus scoring)."""
+    from . import aisbench, atc, bench, trtexec
+    from .score import command as score
 
-    found = []
-    for module, attr in (("atc", "add_command"), ("trtexec", "add_command"), ("aisbench", "add_command"),
-                         ("bench", "add_command"), ("pipeline", "add_command"),
-                         ("score", "add_command")):
-        try:
-            mod = importlib.import_module(f".{module}", __package__)
-        except ModuleNotFoundError as exc:
-            if exc.name != f"{__package__}.{module}":
-                raise
-            continue
-        found.append(getattr(mod, attr))
-    return found
+    return [m.add_command for m in (atc, trtexec, aisbench, bench, score)]
 
 
 class _SigintWatch:
