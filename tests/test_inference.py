@@ -8,9 +8,11 @@ import pytest
 import torch
 
 from conftest import SENTENCES, run_cli
+from error_helpers import assert_error, snapshot
 from tinybert_infer.backends import make_backend
 from tinybert_infer.checkpoint import load_model
 from tinybert_infer.data import preprocess
+from tinybert_infer.errors import ResultError
 from tinybert_infer.export import export_checkpoint
 from tinybert_infer.inference import plan_batches, run_files
 from tinybert_infer.results import format_txt, read_output
@@ -105,10 +107,12 @@ def test_never_overwrites_an_earlier_result(workdir, tiny_checkpoint):
     second = run_files(backend, input_dirs(workdir), workdir / "result", show_progress=False)
     assert first.result_dir != second.result_dir
     run_files(backend, input_dirs(workdir), workdir / "result", output_dirname="mine", show_progress=False)
+    before = snapshot(workdir / "result")
     proc = run_cli("infer", "--backend", "torch", "--model_dir", tiny_checkpoint, "--batchsize", "4",
                    "--input", ",".join(map(str, input_dirs(workdir))), "--output", workdir / "result",
                    "--output_dirname", "mine", cwd=workdir)
-    assert proc.returncode != 0 and "already exists" in proc.stderr
+    assert_error(proc.returncode, proc.stderr, ResultError.exit_code, workdir / "result" / "mine", "already exists")
+    assert snapshot(workdir / "result") == before  # the earlier run untouched, nothing added beside it
 
 
 def test_infer_cli_prints_summary_backend_and_folder(workdir, tiny_checkpoint, tiny_tsv):

@@ -8,7 +8,9 @@ import pytest
 from sklearn.metrics import accuracy_score
 
 from conftest import SENTENCES, run_script, write_tsv
+from error_helpers import assert_error
 from tinybert_infer.data import preprocess
+from tinybert_infer.errors import ResultError
 from tinybert_infer.metrics import evaluate, format_report
 from tinybert_infer.results import create_result_dir, mark_complete, write_output
 
@@ -60,8 +62,8 @@ def test_missing_samples_are_refused_naming_the_first(tmp_path, bin_dir):
     os.unlink(folder / "input4_0.txt")
     os.unlink(folder / "input9_0.txt")
     proc = run_script("postprocess_data.sh", folder.name, cwd=tmp_path)
-    assert proc.returncode != 0
-    assert "input4_0.txt" in proc.stderr and "subset" in proc.stderr
+    assert_error(proc.returncode, proc.stderr, ResultError.exit_code, f"result/{folder.name}: ", "input4_0.txt",
+                 "input9_0.txt", "refusing to score a subset")
     assert "acc:" not in proc.stdout
     assert not (tmp_path / "result" / f"{folder.name}_metrics.json").exists()
 

@@ -1,7 +1,7 @@
 """Corpus-scale scoring: `score --engine local` vs `score --engine ray` on the same sharded corpus (issue 11).
 
     python tools/ray_scale.py --sizes 100000,1000000 --shards 10 --work /tmp/ray_scale \
-        [--model_dir ../shared/SST-2_model --model TinyBERT_sim_dyn.onnx] [--engines local,ray]
+        [--model_dir ../shared/SST-2_model --model TinyBERT_sim_dyn.onnx] [--engines local,ray] [--precision bf16]
 
 Each size gets a corpus of SST-2 dev sentences repeated (default ../shared/glue_dir/SST-2/dev.tsv), split into
 --shards files. Each engine runs as its own process, the way a user runs it. Reported per run: sentences/s
@@ -64,6 +64,8 @@ def run_engine(engine: str, corpus: Path, args, cwd: Path) -> dict:
            "--model_dir", str(args.model_dir), "--output", str(cwd / "result")]
     if args.model:
         cmd += ["--model", str(args.model)]
+    if args.precision:
+        cmd += ["--precision", args.precision, "--data_dir", str(args.source.parent)]
     env = dict(os.environ, PYTHONPATH=str(ROOT), TINYBERT_PROGRESS="0")
     env.pop("RAY_ADDRESS", None)
     start = time.perf_counter()
@@ -95,7 +97,8 @@ def run_engine(engine: str, corpus: Path, args, cwd: Path) -> dict:
     summary = json.loads((cwd / "result" / f"{name}_summary.json").read_text())
     shutil.rmtree(cwd / "result" / name)  # keep the disk clean; the summary stays
     mib = 1 << 20
-    return {"engine": engine, "sentences": summary["sentences"], "throughput": summary["throughput"],
+    plan = summary["plan"].get("run_plan") or {}
+    return {"engine": engine, "plan": plan.get("label"), "sentences": summary["sentences"], "throughput": summary["throughput"],
             "end_to_end": summary["sentences"] / wall, "wall_s": wall, "driver_mib": driver_peak / mib,
             "actor_mib": sorted(round(v / mib) for v in actor_peak.values()), "ray_mib": ray_peak / mib,
             "actors": (summary.get("ray") or {}).get("actors"), "accuracy": summary.get("accuracy")}
@@ -110,6 +113,8 @@ def main() -> int:
     parser.add_argument("--model_dir", type=Path, default=SHARED / "SST-2_model")
     parser.add_argument("--model", type=Path, default=None, help="dynamic ONNX (default: exported into --work)")
     parser.add_argument("--work", type=Path, default=Path("/tmp/ray_scale"))
+    parser.add_argument("--precision", default=None,
+                        help="score --precision (the run planner's plan; default: score's exact fp32 ONNX Runtime)")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     if args.model is None:
