@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from conftest import WORDS, run_script, write_tsv
+from conftest import SENTENCES, WORDS, run_script, write_tsv
 from tinybert_infer.bench import BATCH_SIZES, PUBLISHED, perturb_layer_norms, render_markdown, summarise
 from tinybert_infer.optimize import VARIANTS
 from tinybert_infer.synthetic import write_random_checkpoint
@@ -47,9 +47,33 @@ def test_quick_benchmark_writes_well_formed_files(quick_run):
     md = (out / "benchmark.md").read_text()
     assert "published, not measured here" in md and "| accuracy (%) |" in md and "★" in md
     assert all(f"\n| {bs} | " in md for bs in (1, 4))
+    _assert_dynamic_length_section(report, md)
     png = (out / "benchmark.png").read_bytes()
     assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 10_000
     assert "benchmark.md" in proc.stdout and not any(p.name.startswith(".") for p in out.iterdir())
+
+
+def _assert_dynamic_length_section(report: dict, md: str) -> None:
+    """The dynamic-length rows: every backend x BS, static-64 against length-aware on the same 13 sentences,
+    token counts that follow from the batch size, the same labels and accuracy through postprocessing."""
+    import math
+
+    section = report["dynamic_length"]
+    assert "skipped" not in section, section
+    rows = section["rows"]
+    assert sorted({r["batch"] for r in rows}) == [1, 4] and len(rows) == 2 * len({r["backend"] for r in rows})
+    for r in rows:
+        assert r["samples"] == len(SENTENCES)
+        assert r["static_tokens"] == math.ceil(len(SENTENCES) / r["batch"]) * r["batch"] * 64
+        assert 0 < r["real_tokens"] <= r["padded_tokens"] < r["static_tokens"]
+        assert abs(r["token_reduction"] - r["static_tokens"] / r["padded_tokens"]) < 1e-6
+        assert r["labels_equal"] and r["parity"] and r["max_logit_diff"] <= 1e-4
+        assert r["accuracy_static"] is not None and r["accuracy_static"] == r["accuracy_dynamic"]
+        assert r["static_sps"] > 0 and r["dynamic_sps"] > 0
+        assert abs(r["ratio"] - r["static_s"] / r["dynamic_s"]) < 1e-9
+    assert section["target"]["ratio"] is None  # no BS >= 8 in the quick run: not judged
+    assert "## Dynamic length (length-aware batching) vs static-64, end to end" in md
+    assert all(f"| {r['backend']} | {r['batch']} | " in md for r in rows)
 
 
 def _report(rates, accuracy):
