@@ -88,3 +88,30 @@ def test_cli_model_dir_flag(tmp_path, tiny_checkpoint, tiny_tsv):
                    "--output_dir", tmp_path / "out")
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "out" / "TinyBERT_sim_bs1.onnx").is_file()
+
+
+def _softmax_query_rows(onnx_path) -> list:
+    """For each attention Softmax of a graph, how many query rows it computes (shape inference)."""
+    import onnx
+
+    model = onnx.shape_inference.infer_shapes(onnx.load(str(onnx_path)))
+    shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
+              for v in list(model.graph.value_info) + list(model.graph.output)}
+    return [shapes[n.output[0]][2] for n in model.graph.node if n.op_type == "Softmax"]
+
+
+def test_full_last_layer_flag_is_wired_through_the_cli(tmp_path, tiny_checkpoint, tiny_tsv):
+    """`export` computes only [CLS]'s query row in the last layer; `--full_last_layer` every row. Both pass the
+    parity check against the textbook forward."""
+    from error_helpers import run_main
+
+    rows = {}
+    for name, flags in (("cls", ()), ("full", ("--full_last_layer",))):
+        code, out, err = run_main("export", "--batch_size", "4", "--model_dir", tiny_checkpoint, "--data_dir",
+                                  tiny_tsv.parent, "--output_dir", tmp_path / name, *flags)
+        assert code == 0, err
+        assert "max |logit diff| vs PyTorch = " in out
+        rows[name] = _softmax_query_rows(tmp_path / name / "TinyBERT_sim_bs4.onnx")
+    layers = len(rows["full"])
+    assert rows["cls"] == [64] * (layers - 1) + [1]
+    assert rows["full"] == [64] * layers
