@@ -115,3 +115,47 @@ def test_full_last_layer_flag_is_wired_through_the_cli(tmp_path, tiny_checkpoint
     layers = len(rows["full"])
     assert rows["cls"] == [64] * (layers - 1) + [1]
     assert rows["full"] == [64] * layers
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGKILL"])
+def test_an_interrupted_export_leaves_the_earlier_graphs_whole_and_nothing_beside_them(tmp_path, tiny_checkpoint,
+                                                                                       tiny_tsv, sig):
+    """Ctrl-C or kill -9 while a new export is being written and validated: the graphs of the earlier export
+    stay byte for byte, and (after Ctrl-C) no staged file is left beside them."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from conftest import ROOT, clean_environ
+    from error_helpers import leftovers, run_main, snapshot
+    from tinybert_infer.errors import INTERRUPTED_EXIT
+    from tinybert_infer.synthetic import write_random_checkpoint
+
+    out = tmp_path / "out"
+    code, _, err = run_main("export", "--batch_size", "4", "--model_dir", tiny_checkpoint, "--data_dir",
+                            tiny_tsv.parent, "--output_dir", out)
+    assert code == 0, err
+    before = snapshot(out)
+    other = write_random_checkpoint(tmp_path / "other", seed=9, num_hidden_layers=4, hidden_size=128,
+                                    intermediate_size=512)
+    proc = subprocess.Popen([sys.executable, "-m", "tinybert_infer", "export", "--batch_size", "4", "--model_dir",
+                             str(other), "--data_dir", str(tiny_tsv.parent), "--output_dir", str(out),
+                             "--validate_count", "64"],
+                            env=dict(clean_environ(), PYTHONPATH=str(ROOT)), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not leftovers(out):
+        assert proc.poll() is None, f"finished (exit {proc.returncode}) before writing anything: {proc.communicate()}"
+        assert time.monotonic() < deadline, "no staged file appeared"
+        time.sleep(0.005)
+    proc.send_signal(getattr(signal, sig))
+    _, err = proc.communicate(timeout=120)
+    if sig == "SIGINT":
+        assert proc.returncode == INTERRUPTED_EXIT and err.strip().splitlines()[-1] == "error: interrupted", err
+        assert leftovers(out) == []
+    else:
+        assert proc.returncode == -signal.SIGKILL
+    after = snapshot(out)
+    assert {k: v for k, v in after.items() if ".partial-" not in k} == before  # earlier graphs untouched
