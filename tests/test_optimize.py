@@ -161,6 +161,27 @@ def test_auto_picks_the_fastest_measured_candidate(model, tmp_path, monkeypatch,
     assert np.max(np.abs(run_all(chosen, feats) - expected)) < 1e-4
 
 
+def test_auto_measures_again_when_the_model_changes(model, tmp_path, monkeypatch):
+    """The cache is keyed by the model's bytes: a re-exported graph at the same path is measured afresh."""
+    import onnx
+
+    import tinybert_infer.select as select
+
+    root, ckpt, sim, feats, expected = model
+    local = tmp_path / sim.name
+    shutil.copy(sim, local)
+    monkeypatch.setattr(select, "measure_backend", lambda backend, batch, policy, **kw: {"samples_per_s": 1.0})
+    assert choose_backend(local, batch_size=BS, threads=1, policy=FAST, log=lambda s: None).describe()[
+        "selection"]["cached"] is False
+    assert choose_backend(local, batch_size=BS, threads=1, policy=FAST, log=lambda s: None).describe()[
+        "selection"]["cached"] is True
+    graph = onnx.load(str(local))
+    graph.metadata_props.add(key="re-exported", value="yes")
+    onnx.save(graph, str(local))
+    assert choose_backend(local, batch_size=BS, threads=1, policy=FAST, log=lambda s: None).describe()[
+        "selection"]["cached"] is False
+
+
 def test_infer_cli_defaults_to_auto_and_low_precision_is_a_flag(model, tmp_path):
     root, ckpt, sim, feats, expected = model
     shutil.copy(sim, tmp_path / sim.name)
