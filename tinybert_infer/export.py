@@ -17,7 +17,7 @@ import torch
 
 from .checkpoint import Checkpoint, load_model
 from .errors import ExportError
-from .layout import DEFAULT_OPSET, INPUT_NAMES, OUTPUT_NAME, SEQ_LEN, onnx_name, sim_onnx_name
+from .layout import DEFAULT_OPSET, IDS_NAME, INPUT_NAMES, OUTPUT_NAME, SEQ_LEN, onnx_name, sim_onnx_name
 from .fsutil import staged_file
 from .specs import METADATA_HEAD, METADATA_LABELS, METADATA_TOKENIZER
 
@@ -128,10 +128,10 @@ def validation_inputs(checkpoint: Checkpoint, tsv_path, count: int, seq_len: int
 
 
 def _batched(feats: dict, batch: int):
-    n = len(feats[INPUT_NAMES[0]])
+    n = len(feats[IDS_NAME])
     for start in range(0, n, batch):
         chunk = {k: v[start:start + batch] for k, v in feats.items()}
-        short = batch - len(chunk[INPUT_NAMES[0]])
+        short = batch - len(chunk[IDS_NAME])
         if short:  # pad like ais_bench: copies of the chunk's first row
             chunk = {k: np.concatenate([v, np.repeat(v[:1], short, axis=0)]) for k, v in chunk.items()}
         yield chunk, batch - short
@@ -201,8 +201,6 @@ def parity_references(checkpoint: Checkpoint, model) -> dict:
 def stamp_metadata(path: Path, checkpoint: Checkpoint) -> None:
     """Record the head, the tokenizer switches and the output labels in the graph, so inference can record and
     check them."""
-    import json
-
     import onnx
 
     model = onnx.load(str(path))
@@ -255,7 +253,7 @@ def export_checkpoint(checkpoint_dir, batch_size: int, out_dir=".", *, opset: in
             stamp_metadata(staged, checkpoint)
         # Both files are moved into place together when this block exits without error.
     diff, diff_sim = diffs.pop(PYTORCH)
-    return ExportReport(final_plain, final_sim, diff, diff_sim, len(feats[INPUT_NAMES[0]]), source,
+    return ExportReport(final_plain, final_sim, diff, diff_sim, len(feats[IDS_NAME]), source,
                         checkpoint.spec.describe(), diffs)
 
 
@@ -294,7 +292,7 @@ def max_logit_difference_dynamic(model, onnx_path: Path, feats: dict, lengths=DY
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    width = feats[INPUT_NAMES[0]].shape[1]
+    width = feats[IDS_NAME].shape[1]
     worst = {}
     for length in sorted({min(n, width) for n in lengths}):
         cropped = {k: np.ascontiguousarray(v[:, :length]) for k, v in feats.items()}
@@ -339,5 +337,5 @@ def export_dynamic_checkpoint(checkpoint_dir, out_dir=".", *, opset: int = DEFAU
     source += f", cropped to lengths {', '.join(map(str, checked))} at batch sizes " \
               f"{', '.join(map(str, DYNAMIC_CHECK_BATCHES))}"
     own = worst.pop(PYTORCH)
-    return ExportReport(final_plain, final_sim, own[final_plain], own[final_sim], len(feats[INPUT_NAMES[0]]), source,
+    return ExportReport(final_plain, final_sim, own[final_plain], own[final_sim], len(feats[IDS_NAME]), source,
                         checkpoint.spec.describe(), {n: (d[final_plain], d[final_sim]) for n, d in worst.items()})

@@ -22,7 +22,7 @@ from .backends.base import Backend
 from .data import folder_dtype, list_input_files, read_sample
 from .errors import DataError, PipelineError, UsageError
 from .fsutil import JsonSpool, discard_dir
-from .layout import SEQ_LEN, output_file_name
+from .layout import IDS_NAME, MASK_NAME, SEGMENTS_NAME, SEQ_LEN, output_file_name
 from .progress import progress
 from .results import OUTFMTS, create_result_dir, latency_stats, mark_complete, write_output
 
@@ -191,9 +191,12 @@ def run_pure(backend: Backend, *, batch_size: Optional[int] = None, loop: int = 
     elif pure_data_type == "random":
         rng = np.random.default_rng(seed)
         ids = rng.integers(0, vocab_size, shape, dtype=np.int64)
-        feeds = {backend.input_names[0]: ids,
-                 backend.input_names[1]: np.zeros(shape, np.int64),
-                 backend.input_names[2]: np.ones(shape, np.int64)}
+        by_role = {IDS_NAME: ids, SEGMENTS_NAME: np.zeros(shape, np.int64), MASK_NAME: np.ones(shape, np.int64)}
+        missing = [n for n in backend.input_names if n not in by_role]
+        if missing:
+            raise UsageError(f"--pure_data_type random: the model's inputs {missing} have no known role "
+                             f"(expected {', '.join(by_role)})")
+        feeds = {n: by_role[n] for n in backend.input_names}
     else:
         raise UsageError(f"--pure_data_type {pure_data_type!r}: use zero or random")
     for _ in range(warmup_count):

@@ -8,6 +8,7 @@ from pathlib import Path
 
 SEQ_LEN = 64
 INPUT_NAMES = ("input_ids", "segment_ids", "input_mask")
+IDS_NAME, SEGMENTS_NAME, MASK_NAME = INPUT_NAMES  # the inputs by role: code never indexes INPUT_NAMES
 OUTPUT_NAME = "output"
 DEFAULT_OPSET = 11
 

@@ -28,7 +28,7 @@ import numpy as np
 
 from .errors import ExportError, UsageError
 from .fsutil import staged_file
-from .layout import INPUT_NAMES, optimized_name
+from .layout import IDS_NAME, optimized_name
 
 
 @dataclass(frozen=True)
@@ -182,16 +182,16 @@ def quantize_openvino_int8(sim: Path, dst_xml: Path, calibration: Sequence[dict]
     os.replace(tmp_xml, dst_xml)
     fq = sum(1 for op in quantized.get_ops() if op.get_type_name() == "FakeQuantize")
     return {"nncf": nncf.__version__, "fake_quantize_nodes": fq, "calibration_batches": len(calibration),
-            "calibration_samples": sum(len(b[INPUT_NAMES[0]]) for b in calibration)}
+            "calibration_samples": sum(len(b[IDS_NAME]) for b in calibration)}
 
 
 def calibration_batches(feats: dict, batch_size: int) -> list[dict]:
     """Whole batches of the static shape the model was exported with (last partial batch dropped)."""
-    n = len(feats[INPUT_NAMES[0]])
+    n = len(feats[IDS_NAME])
     if n < batch_size:
         reps = -(-batch_size // n)
         feats = {k: np.concatenate([v] * reps) for k, v in feats.items()}
-        n = len(feats[INPUT_NAMES[0]])
+        n = len(feats[IDS_NAME])
     return [{k: np.ascontiguousarray(v[s:s + batch_size]) for k, v in feats.items()}
             for s in range(0, n - batch_size + 1, batch_size)]
 

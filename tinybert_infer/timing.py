@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .layout import INPUT_NAMES, SEQ_LEN
+from .layout import IDS_NAME, MASK_NAME, SEGMENTS_NAME, SEQ_LEN
 from .results import latency_stats
 
 
@@ -32,7 +32,7 @@ def synthetic_feeds(batch: int, seq_len: int = SEQ_LEN, vocab_size: int = 30522,
     lengths = np.clip(rng.normal(25, 10, batch).astype(int), 3, seq_len)
     mask = (np.arange(seq_len)[None, :] < lengths[:, None]).astype(np.int64)
     ids = rng.integers(min(1000, vocab_size // 2), vocab_size, (batch, seq_len), dtype=np.int64) * mask
-    return {INPUT_NAMES[0]: ids, INPUT_NAMES[1]: np.zeros_like(ids), INPUT_NAMES[2]: mask}
+    return {IDS_NAME: ids, SEGMENTS_NAME: np.zeros_like(ids), MASK_NAME: mask}
 
 
 def measure(run, batch: int, policy: TimingPolicy = TimingPolicy()) -> dict:
