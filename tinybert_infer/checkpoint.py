@@ -24,7 +24,7 @@ from .data import TOKENIZER_JSON, TokenizerSettings, load_vocab, read_tokenizer_
 from .errors import CheckpointError
 from .fsutil import read_json_object
 from .labels import labels_record, output_order, reorder_classifier
-from .modeling import TinyBertConfig, TinyBertForSequenceClassification, _ACTIVATIONS
+from .modeling import ACTIVATIONS, TinyBertConfig, TinyBertForSequenceClassification
 from .specs import ModelSpec, resolve_spec
 
 CONFIG_FILE = "config.json"
@@ -99,8 +99,8 @@ def _read_config(folder: Path) -> dict:
             f"num_attention_heads {raw['num_attention_heads']}"
         )
     act = raw.get("hidden_act", "gelu")
-    if act not in _ACTIVATIONS:
-        raise CheckpointError(f"{path}: hidden_act {act!r} not supported (use one of {sorted(_ACTIVATIONS)})")
+    if act not in ACTIVATIONS:
+        raise CheckpointError(f"{path}: hidden_act {act!r} not supported (use one of {sorted(ACTIVATIONS)})")
     eps = raw.get("layer_norm_eps", 1e-12)
     if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not eps > 0:
         raise CheckpointError(f"{path}: key 'layer_norm_eps' must be a positive number, got {eps!r}")

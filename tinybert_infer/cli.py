@@ -30,7 +30,7 @@ positive_int = _int_at_least(1, "a positive integer")
 non_negative_int = _int_at_least(0, "an integer >= 0")
 
 
-def _model_dir_arg(p):
+def add_model_dir_arg(p):
     p.add_argument("--model_dir", type=Path, default=None,
                    help="checkpoint folder: TinyBERT or Hugging Face BERT classifier, or a HF cache entry "
                         "(default: $TINYBERT_MODEL_DIR or ./SST-2_model)")
@@ -67,7 +67,7 @@ def add_export(sub):
     p.add_argument("--batch_size", "-b", type=positive_int, default=None, help="static batch (required unless --dynamic)")
     p.add_argument("--dynamic", action="store_true",
                    help="write TinyBERT_dyn.onnx and TinyBERT_sim_dyn.onnx (dynamic batch and sequence axes)")
-    _model_dir_arg(p)
+    add_model_dir_arg(p)
     _data_dir_arg(p)
     p.add_argument("--output_dir", type=Path, default=Path("."))
     p.add_argument("--opset", type=positive_int, default=DEFAULT_OPSET, help="ONNX opset (default 11: every atc takes it)")
@@ -113,7 +113,7 @@ def add_preprocess(sub):
     p = sub.add_parser("preprocess", help="GLUE TSV -> bert_bin/{input_ids,segment_ids,input_mask}/input<i>.bin")
     _data_dir_arg(p)
     p.add_argument("--tsv", type=Path, default=None, help="TSV file (default: <data_dir>/dev.tsv)")
-    _model_dir_arg(p)
+    add_model_dir_arg(p)
     p.add_argument("--vocab", type=Path, default=None, help="vocab.txt (default: <model_dir>/vocab.txt)")
     p.add_argument("--output_dir", "--save_dir", type=Path, default=Path(DEFAULT_BIN_DIR))
     p.add_argument("--max_seq_length", type=positive_int, default=SEQ_LEN)
@@ -160,7 +160,7 @@ def add_infer(sub):
                         "docs/performance.md), onnxruntime, openvino or torch")
     p.add_argument("--precision", choices=["fp32", "int8", "bf16"], default="fp32",
                    help="with --backend auto: fp32 (default, PyTorch's labels), or the faster low-precision int8/bf16")
-    _model_dir_arg(p)
+    add_model_dir_arg(p)
     _head_arg(p, "with --backend torch")
     p.add_argument("--threads", type=positive_int, default=None, help="intra-op threads (default: runtime's choice)")
     p.add_argument("--streams", type=positive_int, default=None,

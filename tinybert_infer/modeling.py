@@ -55,7 +55,7 @@ def _gelu(x: torch.Tensor) -> torch.Tensor:
     return x * 0.5 * (1.0 + torch.erf(x / math.sqrt(2.0)))
 
 
-_ACTIVATIONS = {"gelu": _gelu, "relu": torch.relu}
+ACTIVATIONS = {"gelu": _gelu, "relu": torch.relu}
 
 
 class Embeddings(nn.Module):
@@ -127,7 +127,7 @@ class Intermediate(nn.Module):
     def __init__(self, cfg: TinyBertConfig):
         super().__init__()
         self.dense = nn.Linear(cfg.hidden_size, cfg.intermediate_size)
-        self.act = _ACTIVATIONS[cfg.hidden_act]
+        self.act = ACTIVATIONS[cfg.hidden_act]
 
     def forward(self, x):
         return self.act(self.dense(x))

@@ -18,7 +18,7 @@ TIMING_ROWS = 1024  # the corpus's first sentences, which the planner times its 
 
 
 def add_command(sub):
-    from ..cli import positive_int, _model_dir_arg
+    from ..cli import add_model_dir_arg, positive_int
 
     p = sub.add_parser("score", help="score a corpus (TSV, folder of TSV shards, glob) -> result/<timestamp>/"
                                      "predictions.tsv, here or on a Ray cluster")
@@ -36,7 +36,7 @@ def add_command(sub):
                         "(int8 calibration); default glue_dir/SST-2")
     p.add_argument("--model", "-m", type=Path, default=None,
                    help="dynamic-shape ONNX (default TinyBERT_sim_dyn.onnx, from export --dynamic)")
-    _model_dir_arg(p)
+    add_model_dir_arg(p)
     p.add_argument("--batch_size", "--batchsize", type=positive_int, default=DEFAULT_BATCH,
                    help=f"sentences per inference call, length-aware within each chunk (default {DEFAULT_BATCH})")
     p.add_argument("--threads", type=positive_int, default=None,
