@@ -15,7 +15,6 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from ..checkpoint import VOCAB_FILE, check_vocab
 from ..data import encode, make_tokenizer
 from ..dynamic import plan_batches, real_lengths
 from ..errors import ExportError, UsageError
@@ -39,6 +38,8 @@ def make_plan(*, backend: str = "onnxruntime", model: Optional[Path] = None, mod
         raise UsageError(f"--backend {backend!r}: score runs one of {', '.join(SCORE_BACKENDS)} (exact fp32)")
     if max_seq_length < 2:
         raise UsageError(f"--max_seq_length must be at least 2, got {max_seq_length}")
+    from ..checkpoint import VOCAB_FILE, check_vocab  # here, not at the top: torch only when a run needs it
+
     model_dir = Path(model_dir).resolve()
     vocab = model_dir / VOCAB_FILE
     check_vocab(vocab)
