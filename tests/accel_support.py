@@ -90,5 +90,15 @@ def cli(*args, cwd, env, timeout=300) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=timeout)
 
 
+def postprocess(workdir: Path, folder: str) -> subprocess.CompletedProcess:
+    """What `bash test/postprocess_data.sh FOLDER` runs in workdir, in this process (no sklearn import per
+    call); for tests whose subject is the folder inference wrote, not the script (tested as a script too)."""
+    from error_helpers import run_main
+
+    code, out, err = run_main("postprocess", "--result_dir", workdir / "result" / folder,
+                              "--bin_dir", workdir / "bert_bin")
+    return subprocess.CompletedProcess(["postprocess", folder], code, out, err)
+
+
 def error_lines(proc) -> list:
     return [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]

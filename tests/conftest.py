@@ -59,10 +59,15 @@ def tiny_tsv(tmp_path) -> Path:
     return write_tsv(tmp_path / "glue_dir" / "SST-2" / "dev.tsv")
 
 
+def clean_environ_of(environ) -> dict:
+    """environ without the project's own TINYBERT_* settings, so a user's exported TINYBERT_DATA_DIR or
+    TINYBERT_BACKEND (as the README suggests) cannot change what a test runs."""
+    return {k: v for k, v in environ.items() if not k.startswith("TINYBERT_")}
+
+
 def clean_environ() -> dict:
-    """The caller's environment without the project's own TINYBERT_* settings, so a user's exported
-    TINYBERT_DATA_DIR or TINYBERT_BACKEND (as the README suggests) cannot change what a test runs."""
-    return {k: v for k, v in os.environ.items() if not k.startswith("TINYBERT_")}
+    """The caller's environment without TINYBERT_* (clean_environ_of)."""
+    return clean_environ_of(os.environ)
 
 
 def random_batch(vocab_size: int, lengths=(1, 5, 17, 64, 30, 2), width: int = 64):
@@ -86,6 +91,29 @@ def run_cli(*args, cwd=None, env=None, check=False, timeout=300) -> subprocess.C
                           capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:
         raise AssertionError(f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
+    return proc
+
+
+def run_cli_in_process(*args, cwd=None, env=None, check=False) -> subprocess.CompletedProcess:
+    """run_cli's call and result, from tinybert_infer.cli.main in this process (no interpreter start, no torch
+    or sklearn import per call): for tests where no process boundary is under test. The working folder and
+    the environment (TINYBERT_* cleared, then env) are the call's only, restored afterwards."""
+    from error_helpers import run_main
+
+    saved_cwd, saved_env = os.getcwd(), dict(os.environ)
+    os.environ.clear()
+    os.environ.update(clean_environ_of(saved_env), **{k: str(v) for k, v in (env or {}).items()})
+    try:
+        if cwd is not None:
+            os.chdir(cwd)
+        code, out, err = run_main(*args)
+    finally:
+        os.chdir(saved_cwd)
+        os.environ.clear()
+        os.environ.update(saved_env)
+    proc = subprocess.CompletedProcess(["tinybert_infer", *map(str, args)], code, out, err)
+    if check and code != 0:
+        raise AssertionError(f"exit {code}\nstdout:\n{out}\nstderr:\n{err}")
     return proc
 
 

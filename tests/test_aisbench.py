@@ -16,7 +16,7 @@ import pytest
 
 from conftest import ROOT, SHARED
 from accel_support import (BS, STUB_BIN, STUB_PYTHON, accel_base, cli, error_lines, fake_cann_toolkit,  # noqa: F401
-                           recorded, script, tool_env, workdir)
+                           postprocess, recorded, script, tool_env, workdir)
 from tinybert_infer.aisbench import throughput_from_output
 
 INPUTS = "bert_bin/input_ids,bert_bin/segment_ids,bert_bin/input_mask"
@@ -64,12 +64,14 @@ def test_real_ais_bench_path_runs_the_exact_command_and_scores_like_the_cpu_path
     [shown] = re.findall(r"throughput: ([0-9.]+) samples/s", npu.stdout)
     assert float(shown) == pytest.approx(summary["throughput"], abs=0.006)
 
-    cpu = script("ais_inference.sh", BS, cwd=workdir, env=tool_env(tmp_path, ais_bench=False))
+    # (a named backend: auto's measurement is test_optimize's and test_pipeline_scripts' subject, not this one's)
+    cpu = script("ais_inference.sh", BS, cwd=workdir, env=tool_env(tmp_path, ais_bench=False,
+                                                                  TINYBERT_BACKEND="onnxruntime"))
     assert "[path] host backend" in cpu.stdout
     cpu_folder = reported_folder(cpu.stdout)
 
     npu_acc = accuracy_line(script("postprocess_data.sh", folder, cwd=workdir, env=env))
-    cpu_acc = accuracy_line(script("postprocess_data.sh", cpu_folder, cwd=workdir, env=env))
+    cpu_acc = accuracy_line(postprocess(workdir, cpu_folder))
     assert npu_acc == cpu_acc
     for i in range(SAMPLES):
         a = np.loadtxt(result / f"input{i}_0.txt")
@@ -143,7 +145,7 @@ def test_performance_run_on_the_npu_path_and_on_the_cpu(workdir, tmp_path):
     assert not (workdir / "result").exists()  # pure inference saves nothing
 
     cpu = script("ais_perf.sh", BS, 5, "--pure_data_type", "random", cwd=workdir,
-                 env=tool_env(tmp_path, ais_bench=False))
+                 env=tool_env(tmp_path, ais_bench=False, TINYBERT_BACKEND="onnxruntime"))
     assert cpu.returncode == 0, cpu.stderr
     assert "[path] host backend pure inference" in cpu.stdout
     assert float(cpu.stdout.strip().splitlines()[-2].split()[-1]) > 0  # ais_bench's throughput line
@@ -234,16 +236,16 @@ def test_int32_om_with_int64_files_stops_before_ais_bench_with_what_to_run(workd
 def test_int32_om_with_int32_files_scores_like_the_cpu_path(workdir, tmp_path, accel_base, tiny_checkpoint):
     env = tool_env(tmp_path)
     cpu = script("ais_inference.sh", BS, "--backend", "onnxruntime", cwd=workdir, env=env)
-    cpu_acc = accuracy_line(script("postprocess_data.sh", reported_folder(cpu.stdout), cwd=workdir, env=env))
+    cpu_acc = accuracy_line(postprocess(workdir, reported_folder(cpu.stdout)))
     int32_om(workdir, tmp_path)
     preprocess_int32(workdir, accel_base, tiny_checkpoint, env)
     npu = script("ais_inference.sh", BS, cwd=workdir, env=env)
     assert npu.returncode == 0, npu.stdout + npu.stderr
     assert f"filesperbatch:{BS} " in npu.stdout
-    assert accuracy_line(script("postprocess_data.sh", reported_folder(npu.stdout), cwd=workdir, env=env)) == cpu_acc
+    assert accuracy_line(postprocess(workdir, reported_folder(npu.stdout))) == cpu_acc
     # The host backends read the int32 files too (told apart by their size).
     host = script("ais_inference.sh", BS, "--backend", "onnxruntime", cwd=workdir, env=env)
-    assert accuracy_line(script("postprocess_data.sh", reported_folder(host.stdout), cwd=workdir, env=env)) == cpu_acc
+    assert accuracy_line(postprocess(workdir, reported_folder(host.stdout))) == cpu_acc
 
 
 def test_tool_report_must_show_bs_files_per_batch_and_the_claimed_folder(tmp_path):
@@ -280,7 +282,7 @@ def test_two_runs_started_together_get_two_complete_folders(workdir, tmp_path):
     assert [p.returncode for p in procs] == [0, 0], outs
     folders = [reported_folder(out) for out, _ in outs]
     assert len(set(folders)) == 2 and all(re.fullmatch(TIMESTAMP, f) for f in folders)
-    accs = [accuracy_line(script("postprocess_data.sh", f, cwd=workdir, env=env)) for f in folders]
+    accs = [accuracy_line(postprocess(workdir, f)) for f in folders]
     assert accs[0] == accs[1]
     for f in folders:
         assert sorted(p.name for p in (workdir / "result" / f).iterdir()) == sorted(f"input{i}_0.txt" for i in range(SAMPLES))

@@ -6,7 +6,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from conftest import run_cli, run_script
+from conftest import run_cli_in_process, run_script
 from tinybert_infer.checkpoint import load_model
 from tinybert_infer.export import export_checkpoint
 
@@ -84,7 +84,7 @@ def test_export_fails_when_parity_tolerance_is_exceeded(tmp_path, tiny_checkpoin
 
 
 def test_cli_model_dir_flag(tmp_path, tiny_checkpoint, tiny_tsv):
-    proc = run_cli("export", "--batch_size", "1", "--model_dir", tiny_checkpoint, "--data_dir", tiny_tsv.parent,
-                   "--output_dir", tmp_path / "out")
+    proc = run_cli_in_process("export", "--batch_size", "1", "--model_dir", tiny_checkpoint, "--data_dir",
+                              tiny_tsv.parent, "--output_dir", tmp_path / "out")
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "out" / "TinyBERT_sim_bs1.onnx").is_file()

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import SENTENCES, run_cli
+from conftest import SENTENCES, run_cli_in_process
 from tinybert_infer.backends import make_backend
 from tinybert_infer.checkpoint import load_model
 from tinybert_infer.data import preprocess
@@ -105,17 +105,17 @@ def test_never_overwrites_an_earlier_result(workdir, tiny_checkpoint):
     second = run_files(backend, input_dirs(workdir), workdir / "result", show_progress=False)
     assert first.result_dir != second.result_dir
     run_files(backend, input_dirs(workdir), workdir / "result", output_dirname="mine", show_progress=False)
-    proc = run_cli("infer", "--backend", "torch", "--model_dir", tiny_checkpoint, "--batchsize", "4",
-                   "--input", ",".join(map(str, input_dirs(workdir))), "--output", workdir / "result",
-                   "--output_dirname", "mine", cwd=workdir)
+    proc = run_cli_in_process("infer", "--backend", "torch", "--model_dir", tiny_checkpoint, "--batchsize", "4",
+                              "--input", ",".join(map(str, input_dirs(workdir))), "--output", workdir / "result",
+                              "--output_dirname", "mine", cwd=workdir)
     assert proc.returncode != 0 and "already exists" in proc.stderr
 
 
 def test_infer_cli_prints_summary_backend_and_folder(workdir, tiny_checkpoint, tiny_tsv):
     export_checkpoint(tiny_checkpoint, 4, workdir, tsv_path=tiny_tsv)
-    proc = run_cli("infer", "--model", "TinyBERT_sim_bs4.onnx", "--batchsize", "4", "--outfmt", "TXT",
-                   "--input", "bert_bin/input_ids,bert_bin/segment_ids,bert_bin/input_mask", "--output", "result",
-                   cwd=workdir)
+    proc = run_cli_in_process("infer", "--model", "TinyBERT_sim_bs4.onnx", "--batchsize", "4", "--outfmt", "TXT",
+                              "--input", "bert_bin/input_ids,bert_bin/segment_ids,bert_bin/input_mask",
+                              "--output", "result", cwd=workdir)
     assert proc.returncode == 0, proc.stderr
     assert "[INFO] -----------------Performance Summary------------------" in proc.stdout
     assert re.search(r"\[INFO\] throughput 1000\*batchsize\.mean\(4\)/NPU_compute_time\.mean\([\d.]+\): [\d.]+", proc.stdout)
@@ -126,6 +126,8 @@ def test_infer_cli_prints_summary_backend_and_folder(workdir, tiny_checkpoint, t
 
 def test_pure_inference_mode(workdir, tiny_checkpoint, tiny_tsv):
     export_checkpoint(tiny_checkpoint, 2, workdir, tsv_path=tiny_tsv)
-    proc = run_cli("infer", "--model", "TinyBERT_sim_bs2.onnx", "--loop", "5", "--batchsize", "2", cwd=workdir)
+    # A named backend: pure inference under --backend auto is test_optimize's subject (the auto CLI test).
+    proc = run_cli_in_process("infer", "--model", "TinyBERT_sim_bs2.onnx", "--loop", "5", "--batchsize", "2",
+                              "--backend", "onnxruntime", cwd=workdir)
     assert proc.returncode == 0, proc.stderr
     assert "NPU_compute_time (ms)" in proc.stdout and not (workdir / "result").exists()

@@ -9,7 +9,7 @@ import shutil
 import numpy as np
 import pytest
 
-from conftest import run_cli
+from conftest import run_cli_in_process
 from tinybert_infer.dynamic import read_tsv_samples
 from tinybert_infer.errors import UsageError
 from tinybert_infer.layout import SELECTION_CACHE_NAME
@@ -175,12 +175,12 @@ def test_every_infer_run_records_its_plan(models, tiny_checkpoint, tmp_path):
     env = {"TINYBERT_MODEL_DIR": str(tiny_checkpoint)}
     bins = ",".join(str(models["work"] / "bert_bin" / n) for n in ("input_ids", "segment_ids", "input_mask"))
     common = ("--batchsize", "4", "--output", "result", "--outfmt", "TXT", "--threads", "1")
-    run_cli("infer", "--input", bins, "--backend", "onnxruntime", "--output_dirname", "static", *common,
-            cwd=tmp_path, env=env, check=True)
-    run_cli("infer", "--dynamic_length", "--tsv", models["tsv"], "--output_dirname", "planned", *common,
-            cwd=tmp_path, env=env, check=True)
-    run_cli("infer", "--dynamic_length", "--static_shapes", "--buckets", "16,32", "--tsv", models["tsv"],
-            "--output_dirname", "shapes", *common, cwd=tmp_path, env=env, check=True)
+    run_cli_in_process("infer", "--input", bins, "--backend", "onnxruntime", "--output_dirname", "static", *common,
+                       cwd=tmp_path, env=env, check=True)
+    run_cli_in_process("infer", "--dynamic_length", "--tsv", models["tsv"], "--output_dirname", "planned", *common,
+                       cwd=tmp_path, env=env, check=True)
+    run_cli_in_process("infer", "--dynamic_length", "--static_shapes", "--buckets", "16,32", "--tsv", models["tsv"],
+                       "--output_dirname", "shapes", *common, cwd=tmp_path, env=env, check=True)
     summaries = {n: json.loads((tmp_path / "result" / f"{n}_summary.json").read_text())
                  for n in ("static", "planned", "shapes")}
     assert summaries["static"]["plan"]["batching"] == "static" and summaries["static"]["plan"]["variant"] == "ort"
