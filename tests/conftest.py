@@ -59,6 +59,19 @@ def tiny_tsv(tmp_path) -> Path:
     return write_tsv(tmp_path / "glue_dir" / "SST-2" / "dev.tsv")
 
 
+@pytest.fixture()
+def short_auto_timing(monkeypatch):
+    """In-process `--backend auto` measures each candidate for a moment instead of its rounds of ~0.5 s: for
+    tests of what auto does with its measurement (choice, log, cache, summary), not of how long it measures."""
+    import functools
+
+    import tinybert_infer.select as select
+    from tinybert_infer.timing import TimingPolicy
+
+    short = TimingPolicy(warmup_s=0.0, warmup_runs=1, min_s=0.0, min_runs=2, max_s=0.5)
+    monkeypatch.setattr(select, "choose_backend", functools.partial(select.choose_backend, policy=short))
+
+
 def clean_environ_of(environ) -> dict:
     """environ without the project's own TINYBERT_* settings, so a user's exported TINYBERT_DATA_DIR or
     TINYBERT_BACKEND (as the README suggests) cannot change what a test runs."""

@@ -111,7 +111,7 @@ def test_never_overwrites_an_earlier_result(workdir, tiny_checkpoint):
     assert proc.returncode != 0 and "already exists" in proc.stderr
 
 
-def test_infer_cli_prints_summary_backend_and_folder(workdir, tiny_checkpoint, tiny_tsv):
+def test_infer_cli_prints_summary_backend_and_folder(workdir, tiny_checkpoint, tiny_tsv, short_auto_timing):
     export_checkpoint(tiny_checkpoint, 4, workdir, tsv_path=tiny_tsv)
     proc = run_cli_in_process("infer", "--model", "TinyBERT_sim_bs4.onnx", "--batchsize", "4", "--outfmt", "TXT",
                               "--input", "bert_bin/input_ids,bert_bin/segment_ids,bert_bin/input_mask",

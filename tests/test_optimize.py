@@ -114,7 +114,7 @@ def test_auto_picks_a_measured_exact_fp32_artefact_and_caches_it(model, tmp_path
                                                                               .read_text())) == 2
 
 
-def test_infer_cli_defaults_to_auto_and_low_precision_is_a_flag(model, tmp_path):
+def test_infer_cli_defaults_to_auto_and_low_precision_is_a_flag(model, tmp_path, short_auto_timing):
     root, ckpt, sim, feats, expected = model
     shutil.copy(sim, tmp_path / sim.name)
     proc = run_cli_in_process("infer", "--model", sim.name, "--batchsize", BS, "--loop", 2, "--threads", 1,
