@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
+import signal
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -136,3 +140,51 @@ def run_script(script: str, *args, cwd, env=None, timeout=300) -> subprocess.Com
     full_env.update(env or {})
     return subprocess.run(["bash", str(ROOT / "test" / script), *map(str, args)], cwd=cwd, env=full_env,
                           capture_output=True, text=True, timeout=timeout)
+
+
+# ---------------------------------------------------------------- the quick benchmark, started early
+def start_quick_benchmark(root: Path) -> subprocess.Popen:
+    """bash test/benchmark.sh --quick on tiny models into root/out (the real shapes are for the full run, not
+    CI), in the background; its output goes to root/stdout.txt and root/stderr.txt (test_bench.quick_run)."""
+    from tinybert_infer.bench import perturb_layer_norms
+
+    tp = perturb_layer_norms(write_random_checkpoint(root / "tp", words=WORDS, seed=5))
+    acc = write_random_checkpoint(root / "acc", words=WORDS, seed=6)
+    write_tsv(root / "glue" / "dev.tsv")
+    args = ["--quick", "--out", "out", "--throughput_model", tp, "--model_dir", acc, "--data_dir", root / "glue",
+            "--batch_sizes", "1,4", "--accuracy_bs", "4", "--threads", "1"]
+    with open(root / "stdout.txt", "w") as out, open(root / "stderr.txt", "w") as err:
+        return subprocess.Popen(["bash", str(ROOT / "test" / "benchmark.sh"), *map(str, args)], cwd=root,
+                                env=dict(clean_environ(), PYTHON=sys.executable), stdout=out, stderr=err,
+                                start_new_session=True)  # its own process group: stopped as a whole
+
+
+EARLY_RUNS = {}  # name -> (Popen, its folder): started when collection ends, taken by their tests' fixtures
+_EARLY_FOLDERS = []  # removed when the session ends
+
+
+def pytest_collection_finish(session):
+    """Start the quick benchmark (about a minute, one thread) as soon as its test is collected: on 2 cores it
+    overlaps the rest of the suite instead of adding a minute to it. test_bench.quick_run waits for it."""
+    if session.config.option.collectonly:
+        return
+    if any("quick_run" in getattr(item, "fixturenames", ()) for item in session.items):
+        root = Path(tempfile.mkdtemp(prefix="tinybert-quick-bench-"))
+        _EARLY_FOLDERS.append(root)
+        EARLY_RUNS["quick_benchmark"] = (start_quick_benchmark(root), root)
+
+
+def stop_process_group(proc: subprocess.Popen) -> None:
+    """Kill a start_new_session process and everything it started, if it still runs."""
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def pytest_sessionfinish(session):
+    for proc, _ in EARLY_RUNS.values():  # never taken (its test was not reached, e.g. after -x): stop it
+        stop_process_group(proc)
+    EARLY_RUNS.clear()
+    for root in _EARLY_FOLDERS:
+        shutil.rmtree(root, ignore_errors=True)
