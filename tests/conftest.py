@@ -114,8 +114,15 @@ def run_cli(*args, cwd=None, env=None, check=False, timeout=300) -> subprocess.C
 def run_cli_in_process(*args, cwd=None, env=None, check=False) -> subprocess.CompletedProcess:
     """run_cli's call and result, from tinybert_infer.cli.main in this process (no interpreter start, no torch
     or sklearn import per call): for tests where no process boundary is under test. The working folder and
-    the environment (TINYBERT_* cleared, then env) are the call's only, restored afterwards."""
+    the environment (TINYBERT_* cleared, then env) are the call's only, restored afterwards; warnings are
+    printed to its stderr under the interpreter's default filters, as a `python -m tinybert_infer` run's are
+    (not collected by pytest), so a one-line-error check still sees them."""
+    import warnings
+
     from error_helpers import run_main
+
+    def to_stderr(message, category, filename, lineno, file=None, line=None):
+        sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
 
     saved_cwd, saved_env = os.getcwd(), dict(os.environ)
     os.environ.clear()
@@ -123,7 +130,13 @@ def run_cli_in_process(*args, cwd=None, env=None, check=False) -> subprocess.Com
     try:
         if cwd is not None:
             os.chdir(cwd)
-        code, out, err = run_main(*args)
+        with warnings.catch_warnings():
+            warnings.resetwarnings()
+            warnings.simplefilter("default")
+            for category in (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning):
+                warnings.filterwarnings("ignore", category=category)
+            warnings.showwarning = to_stderr  # restored by catch_warnings
+            code, out, err = run_main(*args)
     finally:
         os.chdir(saved_cwd)
         os.environ.clear()

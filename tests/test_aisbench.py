@@ -14,7 +14,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import ROOT, SHARED
+from conftest import ROOT, SHARED, run_cli_in_process
 from accel_support import (BS, STUB_BIN, STUB_PYTHON, accel_base, cli, error_lines, fake_cann_toolkit,  # noqa: F401
                            postprocess, recorded, script, tool_env, workdir)
 from tinybert_infer.aisbench import throughput_from_output
@@ -191,9 +191,10 @@ def int32_om(workdir, tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
-def preprocess_int32(workdir, accel_base, tiny_checkpoint, env):
-    proc = cli("preprocess", "--tsv", accel_base / "glue_dir" / "SST-2" / "dev.tsv", "--model_dir", tiny_checkpoint,
-               "--output_dir", "bert_bin", "--dtype", "int32", cwd=workdir, env=env)
+def preprocess_int32(workdir, accel_base, tiny_checkpoint):
+    # in-process: the files are the subject (the slow shared-model test runs preprocess_data.sh --dtype int32)
+    proc = run_cli_in_process("preprocess", "--tsv", accel_base / "glue_dir" / "SST-2" / "dev.tsv", "--model_dir",
+                              tiny_checkpoint, "--output_dir", "bert_bin", "--dtype", "int32", cwd=workdir)
     assert proc.returncode == 0, proc.stderr
     assert json.loads((workdir / "bert_bin" / "manifest.json").read_text())["dtype"] == "int32"
     assert (workdir / "bert_bin" / "input_ids" / "input0.bin").stat().st_size == 64 * 4
@@ -238,7 +239,7 @@ def test_int32_om_with_int32_files_scores_like_the_cpu_path(workdir, tmp_path, a
     cpu = script("ais_inference.sh", BS, "--backend", "onnxruntime", cwd=workdir, env=env)
     cpu_acc = accuracy_line(postprocess(workdir, reported_folder(cpu.stdout)))
     int32_om(workdir, tmp_path)
-    preprocess_int32(workdir, accel_base, tiny_checkpoint, env)
+    preprocess_int32(workdir, accel_base, tiny_checkpoint)
     npu = script("ais_inference.sh", BS, cwd=workdir, env=env)
     assert npu.returncode == 0, npu.stdout + npu.stderr
     assert f"filesperbatch:{BS} " in npu.stdout
