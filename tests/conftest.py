@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tinybert_infer.synthetic import write_random_checkpoint
+from tinybert_infer.timing import TimingPolicy
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("TINYBERT_SHARED", ROOT.parent / "shared")).resolve()
@@ -63,17 +64,51 @@ def tiny_tsv(tmp_path) -> Path:
     return write_tsv(tmp_path / "glue_dir" / "SST-2" / "dev.tsv")
 
 
+@pytest.fixture(scope="session")
+def tiny_exports(tmp_path_factory, tiny_checkpoint) -> dict:
+    """The tiny checkpoint exported once per session, validated on the tiny TSV (dev.tsv, its bert_bin beside):
+    TinyBERT_{,sim_}bs4.onnx ("static" report) and TinyBERT_{,sim_}dyn.onnx ("dynamic"). The export is
+    deterministic, so a copy is byte for byte what a test's own export would write. Never written to: tests
+    take copies (copy_exports) for anything they build next to the model."""
+    from tinybert_infer.data import preprocess
+    from tinybert_infer.export import export_checkpoint, export_dynamic_checkpoint
+
+    base = tmp_path_factory.mktemp("exports")
+    tsv = write_tsv(base / "dev.tsv")
+    preprocess(tsv, tiny_checkpoint / "vocab.txt", base / "bert_bin", show_progress=False)
+    return {"dir": base, "tsv": tsv, "bin": base / "bert_bin",
+            "static": export_checkpoint(tiny_checkpoint, 4, base, tsv_path=tsv),
+            "dynamic": export_dynamic_checkpoint(tiny_checkpoint, base, tsv_path=tsv)}
+
+
+def copy_exports(exports: dict, dest: Path) -> dict:
+    """tiny_exports' files copied into dest: the same dict, every path (the reports' too) in dest."""
+    import dataclasses
+
+    dest.mkdir(parents=True, exist_ok=True)
+    for path in exports["dir"].iterdir():
+        (shutil.copytree if path.is_dir() else shutil.copy2)(path, dest / path.name)
+    moved = {"dir": dest, "tsv": dest / exports["tsv"].name, "bin": dest / exports["bin"].name}
+    for key in ("static", "dynamic"):
+        report = exports[key]
+        moved[key] = dataclasses.replace(report, onnx_path=dest / report.onnx_path.name,
+                                         sim_path=dest / report.sim_path.name)
+    return moved
+
+
+# A moment per measurement instead of --backend auto's rounds of ~0.5 s (select.SELECT_ROUND)
+SHORT_TIMING = TimingPolicy(warmup_s=0.0, warmup_runs=1, min_s=0.0, min_runs=2, max_s=0.5)
+
+
 @pytest.fixture()
 def short_auto_timing(monkeypatch):
-    """In-process `--backend auto` measures each candidate for a moment instead of its rounds of ~0.5 s: for
-    tests of what auto does with its measurement (choice, log, cache, summary), not of how long it measures."""
+    """In-process `--backend auto` measures with SHORT_TIMING: for tests of what auto does with its
+    measurement (choice, log, cache, summary), not of how long it measures."""
     import functools
 
     import tinybert_infer.select as select
-    from tinybert_infer.timing import TimingPolicy
 
-    short = TimingPolicy(warmup_s=0.0, warmup_runs=1, min_s=0.0, min_runs=2, max_s=0.5)
-    monkeypatch.setattr(select, "choose_backend", functools.partial(select.choose_backend, policy=short))
+    monkeypatch.setattr(select, "choose_backend", functools.partial(select.choose_backend, policy=SHORT_TIMING))
 
 
 def clean_environ_of(environ) -> dict:

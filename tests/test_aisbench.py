@@ -16,7 +16,7 @@ import pytest
 
 from conftest import ROOT, SHARED, run_cli_in_process
 from accel_support import (BS, STUB_BIN, STUB_PYTHON, accel_base, cli, error_lines, fake_cann_toolkit,  # noqa: F401
-                           postprocess, recorded, script, tool_env, workdir)
+                           postprocess, recorded, script, seed_auto_choice, tool_env, workdir)
 from tinybert_infer.aisbench import throughput_from_output
 
 INPUTS = "bert_bin/input_ids,bert_bin/segment_ids,bert_bin/input_mask"
@@ -80,6 +80,7 @@ def test_real_ais_bench_path_runs_the_exact_command_and_scores_like_the_cpu_path
 
 
 def test_without_the_om_the_host_backend_runs(workdir, tmp_path):
+    seed_auto_choice(workdir)  # the default (auto) host run, without seconds of measuring
     proc = script("ais_inference.sh", BS, cwd=workdir, env=tool_env(tmp_path))
     assert proc.returncode == 0, proc.stderr
     assert "[path] host backend (no ais_bench/OM used)" in proc.stdout
@@ -236,7 +237,9 @@ def test_int32_om_with_int64_files_stops_before_ais_bench_with_what_to_run(workd
 
 def test_int32_om_with_int32_files_scores_like_the_cpu_path(workdir, tmp_path, accel_base, tiny_checkpoint):
     env = tool_env(tmp_path)
-    cpu = script("ais_inference.sh", BS, "--backend", "onnxruntime", cwd=workdir, env=env)
+    # the reference: what ais_inference.sh runs on the host, in-process (the host leg below is the script)
+    cpu = run_cli_in_process("infer", "--model", f"TinyBERT_sim_bs{BS}.onnx", "--input", INPUTS, "--output", "result",
+                             "--outfmt", "TXT", "--batchsize", BS, "--backend", "onnxruntime", cwd=workdir)
     cpu_acc = accuracy_line(postprocess(workdir, reported_folder(cpu.stdout)))
     int32_om(workdir, tmp_path)
     preprocess_int32(workdir, accel_base, tiny_checkpoint)

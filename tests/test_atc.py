@@ -10,7 +10,8 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from accel_support import (BS, STUB_BIN, accel_base, cli, error_lines, fake_cann_toolkit, recorded,  # noqa: F401
+from conftest import run_cli_in_process
+from accel_support import (BS, STUB_BIN, accel_base, error_lines, fake_cann_toolkit, recorded,  # noqa: F401
                            script, tool_env, workdir)
 from tinybert_infer.atc import build_atc_command, read_onnx_info, soc_version
 from tinybert_infer.errors import UsageError
@@ -151,7 +152,9 @@ def test_what_atc_would_reject_late_is_refused_before_calling_it(tmp_path, case,
         _write_graph(model, batch=2)
     elif case == "garbage":
         model.write_bytes(b"\x00not a protobuf\xff" * 10)
-    proc = cli("om", "--batch_size", BS, "--chip", "310P3", "--model", model, cwd=tmp_path, env=tool_env(tmp_path))
+    # in-process (the stand-in atc on PATH all the same): what is refused, not how the command starts
+    proc = run_cli_in_process("om", "--batch_size", BS, "--chip", "310P3", "--model", model, cwd=tmp_path,
+                              env=tool_env(tmp_path))
     assert proc.returncode == 6, proc.stdout + proc.stderr
     [error] = error_lines(proc)
     assert str(model) in error and needle in error
@@ -160,7 +163,7 @@ def test_what_atc_would_reject_late_is_refused_before_calling_it(tmp_path, case,
 
 def test_newer_opset_is_passed_with_a_warning(tmp_path):
     model = _write_graph(tmp_path / "model.onnx", opset=13)
-    proc = cli("om", "--batch_size", BS, "--chip", "310P3", "--model", model, "--dry-run", cwd=tmp_path,
-               env=tool_env(tmp_path))
+    proc = run_cli_in_process("om", "--batch_size", BS, "--chip", "310P3", "--model", model, "--dry-run",
+                              cwd=tmp_path, env=tool_env(tmp_path))
     assert proc.returncode == 0, proc.stderr
     assert "CANN 5.x/6.x take only opset 11" in proc.stderr

@@ -168,18 +168,12 @@ def test_a_static_sequence_model_is_refused_for_dynamic_length(tmp_path):
 
 # ---------------------------------------------------------------- real models: same predictions as the static path
 @pytest.fixture(scope="module")
-def models(tmp_path_factory, tiny_checkpoint):
-    from conftest import write_tsv
-    from tinybert_infer.checkpoint import VOCAB_FILE
-    from tinybert_infer.data import preprocess
-    from tinybert_infer.export import export_checkpoint, export_dynamic_checkpoint
+def models(tmp_path_factory, tiny_exports):
+    """The static (bs 4) and dynamic exports of the tiny checkpoint, its TSV and bert_bin, in this module's folder."""
+    from conftest import copy_exports
 
-    work = tmp_path_factory.mktemp("dynamic_models")
-    tsv = write_tsv(work / "dev.tsv")
-    preprocess(tsv, tiny_checkpoint / VOCAB_FILE, work / "bert_bin", show_progress=False)
-    static = export_checkpoint(tiny_checkpoint, 4, work, tsv_path=tsv, validate_count=8)
-    dynamic = export_dynamic_checkpoint(tiny_checkpoint, work, tsv_path=tsv)
-    return {"work": work, "tsv": tsv, "bin": work / "bert_bin", "static": static, "dynamic": dynamic}
+    m = copy_exports(tiny_exports, tmp_path_factory.mktemp("dynamic_models"))
+    return {"work": m["dir"], "tsv": m["tsv"], "bin": m["bin"], "static": m["static"], "dynamic": m["dynamic"]}
 
 
 def test_dynamic_export_keeps_symbolic_axes_and_matches_pytorch(models, tiny_checkpoint):

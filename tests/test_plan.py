@@ -17,19 +17,16 @@ from tinybert_infer.plan import (DEFAULT_BUCKETS, Plan, as_features, make_plan, 
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory, tiny_checkpoint):
-    from conftest import write_tsv
+def models(tmp_path_factory, tiny_checkpoint, tiny_exports):
+    """The tiny checkpoint's static (bs 4) and dynamic exports, its TSV and bert_bin, in this module's folder
+    (the artefacts built below land beside them)."""
+    from conftest import copy_exports
     from tinybert_infer.checkpoint import VOCAB_FILE
-    from tinybert_infer.data import preprocess
-    from tinybert_infer.export import export_checkpoint, export_dynamic_checkpoint
 
-    work = tmp_path_factory.mktemp("plan_models")
-    tsv = write_tsv(work / "dev.tsv")
-    preprocess(tsv, tiny_checkpoint / VOCAB_FILE, work / "bert_bin", show_progress=False)
-    static = export_checkpoint(tiny_checkpoint, 4, work, tsv_path=tsv, validate_count=8).sim_path
-    dynamic = export_dynamic_checkpoint(tiny_checkpoint, work, tsv_path=tsv).sim_path
-    feats = read_tsv_samples(tsv, tiny_checkpoint / VOCAB_FILE).feats
-    return {"work": work, "tsv": tsv, "static": static, "dynamic": dynamic, "feats": feats}
+    m = copy_exports(tiny_exports, tmp_path_factory.mktemp("plan_models"))
+    feats = read_tsv_samples(m["tsv"], tiny_checkpoint / VOCAB_FILE).feats
+    return {"work": m["dir"], "tsv": m["tsv"], "static": m["static"].sim_path, "dynamic": m["dynamic"].sim_path,
+            "feats": feats}
 
 
 def _static_logits(models):
