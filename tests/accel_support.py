@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, SHORT_TIMING, write_tsv
+from conftest import ROOT, SHORT_TIMING, run_cli_in_process, write_tsv
 
 STUBS = ROOT / "tests" / "stubs"
 STUB_BIN = STUBS / "bin"
@@ -100,11 +100,8 @@ def cli(*args, cwd, env, timeout=300) -> subprocess.CompletedProcess:
 def postprocess(workdir: Path, folder: str) -> subprocess.CompletedProcess:
     """What `bash test/postprocess_data.sh FOLDER` runs in workdir, in this process (no sklearn import per
     call); for tests whose subject is the folder inference wrote, not the script (tested as a script too)."""
-    from error_helpers import run_main
-
-    code, out, err = run_main("postprocess", "--result_dir", workdir / "result" / folder,
+    return run_cli_in_process("postprocess", "--result_dir", workdir / "result" / folder,
                               "--bin_dir", workdir / "bert_bin")
-    return subprocess.CompletedProcess(["postprocess", folder], code, out, err)
 
 
 def error_lines(proc) -> list:

@@ -211,6 +211,11 @@ EARLY_RUNS = {}  # name -> (Popen, its folder): started when collection ends, ta
 _EARLY_FOLDERS = []  # removed when the session ends
 
 
+def pytest_collection_modifyitems(session, config, items):
+    """The quick benchmark's tests last (in collection order otherwise): by then its early run has finished."""
+    items.sort(key=lambda item: "quick_run" in getattr(item, "fixturenames", ()))
+
+
 def pytest_collection_finish(session):
     """Start the quick benchmark (about a minute, one thread) as soon as its test is collected: on 2 cores it
     overlaps the rest of the suite instead of adding a minute to it. test_bench.quick_run waits for it."""

@@ -34,14 +34,14 @@ def test_export_writes_both_files_with_the_contract(tmp_path, tiny_checkpoint, t
     assert not [p for p in tmp_path.iterdir() if ".partial" in p.name]
 
 
-def test_onnx_matches_pytorch_on_real_sentences(tmp_path, tiny_checkpoint, tiny_tsv):
+def test_onnx_matches_pytorch_on_real_sentences(tiny_checkpoint, tiny_tsv, tiny_exports):
     from tinybert_infer.data import encode, make_tokenizer
 
-    export_checkpoint(tiny_checkpoint, 4, tmp_path, tsv_path=tiny_tsv)
+    # export_checkpoint(tiny_checkpoint, 4, ..., tsv_path=the tiny TSV): the session's export
     checkpoint, model = load_model(tiny_checkpoint)
     texts = [line.split("\t")[0] for line in tiny_tsv.read_text().splitlines()[1:5]]
     feats = encode(make_tokenizer(checkpoint.vocab_file), texts)
-    session = ort.InferenceSession(str(tmp_path / "TinyBERT_sim_bs4.onnx"), providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(str(tiny_exports["static"].sim_path), providers=["CPUExecutionProvider"])
     got = session.run(None, feats)[0]
     with torch.inference_mode():
         want = model(*(torch.from_numpy(feats[n]) for n in ("input_ids", "segment_ids", "input_mask"))).numpy()
