@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 import pytest
@@ -190,41 +191,73 @@ def run_script(script: str, *args, cwd, env=None, timeout=300) -> subprocess.Com
                           capture_output=True, text=True, timeout=timeout)
 
 
-# ---------------------------------------------------------------- the quick benchmark, started early
-def start_quick_benchmark(root: Path) -> subprocess.Popen:
-    """bash test/benchmark.sh --quick on tiny models into root/out (the real shapes are for the full run, not
-    CI), in the background; its output goes to root/stdout.txt and root/stderr.txt (test_bench.quick_run)."""
-    from tinybert_infer.bench import perturb_layer_norms
+# ---------------------------------------------------------------- long script runs, started early
+# The suite is mostly one busy process, and this host has 2 cores. Whole script runs that share nothing with
+# other tests (the quick benchmark, complete run_all.sh jobs) therefore run one after another on a background
+# thread from the end of collection, and each of their tests (run last) waits for its own. EARLY_JOBS maps a
+# fixture name to prepare(root) -> (argv, cwd, env): called in the main thread at collection's end, it writes
+# the inputs and builds the environment (the main thread changes cwd and os.environ during in-process runs,
+# so the background thread reads neither). Each run's stdout and stderr go to files in root.
+EARLY_JOBS = {}
+_EARLY = {"pool": None, "futures": {}, "procs": [], "roots": [], "stopping": False}
+_EARLY_LOCK = threading.Lock()  # a run starts, or the session's end stops it: never both missed
 
-    tp = perturb_layer_norms(write_random_checkpoint(root / "tp", words=WORDS, seed=5))
-    acc = write_random_checkpoint(root / "acc", words=WORDS, seed=6)
-    write_tsv(root / "glue" / "dev.tsv")
-    args = ["--quick", "--out", "out", "--throughput_model", tp, "--model_dir", acc, "--data_dir", root / "glue",
-            "--batch_sizes", "1,4", "--accuracy_bs", "4", "--threads", "1"]
-    with open(root / "stdout.txt", "w") as out, open(root / "stderr.txt", "w") as err:
-        return subprocess.Popen(["bash", str(ROOT / "test" / "benchmark.sh"), *map(str, args)], cwd=root,
-                                env=dict(clean_environ(), PYTHON=sys.executable), stdout=out, stderr=err,
+
+def early_job(name: str):
+    """Register prepare(root) for the early run that the fixture called `name` awaits (early_result)."""
+    def register(prepare):
+        EARLY_JOBS[name] = prepare
+        return prepare
+    return register
+
+
+def _run_early(root: Path, spec, timeout: float = 900) -> subprocess.CompletedProcess:
+    argv, cwd, env = spec
+    with _EARLY_LOCK, open(root / "stdout.txt", "w") as out, open(root / "stderr.txt", "w") as err:
+        if _EARLY["stopping"]:
+            raise RuntimeError("the test session has ended")
+        proc = subprocess.Popen([str(a) for a in argv], cwd=cwd, env=env, stdout=out, stderr=err,
                                 start_new_session=True)  # its own process group: stopped as a whole
+        _EARLY["procs"].append(proc)
+    try:
+        proc.wait(timeout=timeout)
+    finally:
+        stop_process_group(proc)
+    return subprocess.CompletedProcess(argv, proc.returncode, (root / "stdout.txt").read_text(),
+                                       (root / "stderr.txt").read_text())
 
 
-EARLY_RUNS = {}  # name -> (Popen, its folder): started when collection ends, taken by their tests' fixtures
-_EARLY_FOLDERS = []  # removed when the session ends
+def early_result(name: str, tmp_path_factory) -> tuple[subprocess.CompletedProcess, Path]:
+    """(the finished run, its folder): the one started early, else (not started: e.g. only collected now) run here."""
+    if name in _EARLY["futures"]:
+        return _EARLY["futures"].pop(name).result()
+    root = tmp_path_factory.mktemp(name)
+    return _run_early(root, EARLY_JOBS[name](root)), root
+
+
+def _uses_early_job(item) -> bool:
+    return any(name in getattr(item, "fixturenames", ()) for name in EARLY_JOBS)
 
 
 def pytest_collection_modifyitems(session, config, items):
-    """The quick benchmark's tests last (in collection order otherwise): by then its early run has finished."""
-    items.sort(key=lambda item: "quick_run" in getattr(item, "fixturenames", ()))
+    """Tests that wait for an early run go last (in collection order otherwise): by then it has finished."""
+    items.sort(key=_uses_early_job)
 
 
 def pytest_collection_finish(session):
-    """Start the quick benchmark (about a minute, one thread) as soon as its test is collected: on 2 cores it
-    overlaps the rest of the suite instead of adding a minute to it. test_bench.quick_run waits for it."""
     if session.config.option.collectonly:
         return
-    if any("quick_run" in getattr(item, "fixturenames", ()) for item in session.items):
-        root = Path(tempfile.mkdtemp(prefix="tinybert-quick-bench-"))
-        _EARLY_FOLDERS.append(root)
-        EARLY_RUNS["quick_benchmark"] = (start_quick_benchmark(root), root)
+    from concurrent.futures import ThreadPoolExecutor
+
+    wanted = [name for name in EARLY_JOBS
+              if any(name in getattr(item, "fixturenames", ()) for item in session.items)]
+    if wanted:
+        _EARLY["pool"] = ThreadPoolExecutor(max_workers=1, thread_name_prefix="early-run")
+    for name in wanted:
+        root = Path(tempfile.mkdtemp(prefix=f"tinybert-{name}-"))
+        _EARLY["roots"].append(root)
+        spec = EARLY_JOBS[name](root)
+        _EARLY["futures"][name] = _EARLY["pool"].submit(lambda r=root, s=spec: (_run_early(r, s), r))
 
 
 def stop_process_group(proc: subprocess.Popen) -> None:
@@ -236,8 +269,16 @@ def stop_process_group(proc: subprocess.Popen) -> None:
 
 
 def pytest_sessionfinish(session):
-    for proc, _ in EARLY_RUNS.values():  # never taken (its test was not reached, e.g. after -x): stop it
+    """Runs never awaited (their tests not reached, e.g. after -x): not started, or stopped; folders removed."""
+    with _EARLY_LOCK:
+        _EARLY["stopping"] = True
+        procs = list(_EARLY["procs"])
+    for future in _EARLY["futures"].values():
+        future.cancel()
+    for proc in procs:
         stop_process_group(proc)
-    EARLY_RUNS.clear()
-    for root in _EARLY_FOLDERS:
+    if _EARLY["pool"] is not None:
+        _EARLY["pool"].shutdown(wait=True)
+    for root in _EARLY["roots"]:
         shutil.rmtree(root, ignore_errors=True)
+    _EARLY.update(pool=None, futures={}, procs=[], roots=[], stopping=False)

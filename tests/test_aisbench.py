@@ -14,10 +14,11 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import ROOT, SHARED, run_cli_in_process
+from conftest import ROOT, SHARED, WORDS, early_job, early_result, run_cli_in_process, write_tsv
 from accel_support import (BS, STUB_BIN, STUB_PYTHON, accel_base, cli, error_lines, fake_cann_toolkit,  # noqa: F401
                            postprocess, recorded, script, seed_auto_choice, tool_env, workdir)
 from tinybert_infer.aisbench import throughput_from_output
+from tinybert_infer.synthetic import write_random_checkpoint
 
 INPUTS = "bert_bin/input_ids,bert_bin/segment_ids,bert_bin/input_mask"
 EXPECTED_ARGV = ["--model", f"TinyBERT_bs{BS}.om", "--input", INPUTS, "--output", "result", "--outfmt", "TXT",
@@ -358,16 +359,31 @@ def test_manifest_check_reads_the_real_one_line_summary(workdir, tmp_path):
     assert "swapped_summary.json: sample 0 was computed from bert_bin/input_ids/input0.bin, bert_bin/input_mask/input0.bin" in error
 
 
-def test_run_all_with_a_chip_finds_cann_through_ascend_toolkit_home(tmp_path, tiny_checkpoint, tiny_tsv):
-    home = fake_cann_toolkit(tmp_path, f'export PATH="{STUB_BIN}:$PATH"\nexport PYTHONPATH="{STUB_PYTHON}:$PYTHONPATH"')
-    work = tmp_path / "work"
+@early_job("run_all_chip")
+def prepare_run_all_chip(root):
+    """bash test/run_all.sh 4 310P3 from a clean working folder on the tiny checkpoint (tiny_checkpoint's seed),
+    CANN (the stand-ins) reachable only through ASCEND_TOOLKIT_HOME's set_env.sh."""
+    checkpoint = write_random_checkpoint(root / "ckpt" / "SST-2_model", words=WORDS, seed=1)
+    data = write_tsv(root / "glue_dir" / "SST-2" / "dev.tsv").parent
+    home = fake_cann_toolkit(root, f'export PATH="{STUB_BIN}:$PATH"\nexport PYTHONPATH="{STUB_PYTHON}:$PYTHONPATH"')
+    work = root / "work"
     work.mkdir()
-    env = tool_env(tmp_path, stubs_on_path=False, ais_bench=False, ASCEND_TOOLKIT_HOME=home,
-                   TINYBERT_MODEL_DIR=tiny_checkpoint, TINYBERT_DATA_DIR=tiny_tsv.parent)
-    proc = script("run_all.sh", BS, "310P3", cwd=work, env=env, timeout=900)  # the whole job, on a loaded host
+    env = tool_env(root, stubs_on_path=False, ais_bench=False, ASCEND_TOOLKIT_HOME=home,
+                   TINYBERT_MODEL_DIR=checkpoint, TINYBERT_DATA_DIR=data)
+    return ["bash", ROOT / "test" / "run_all.sh", BS, "310P3"], work, env
+
+
+@pytest.fixture()
+def run_all_chip(tmp_path_factory):
+    """The finished run_all.sh run with a CHIP (started early: conftest.EARLY_JOBS) and its folder."""
+    return early_result("run_all_chip", tmp_path_factory)
+
+
+def test_run_all_with_a_chip_finds_cann_through_ascend_toolkit_home(run_all_chip):
+    proc, root = run_all_chip
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert len(recorded(tmp_path, "atc")) == 1 and "[atc] OM: TinyBERT_bs4.om" in proc.stdout
-    assert "[path] ais_bench on the NPU" in proc.stdout and len(recorded(tmp_path, "ais_bench")) == 1
+    assert len(recorded(root, "atc")) == 1 and "[atc] OM: TinyBERT_bs4.om" in proc.stdout
+    assert "[path] ais_bench on the NPU" in proc.stdout and len(recorded(root, "ais_bench")) == 1
     assert re.search(r"^=== TinyBERT bs4: acc:0\.\d{4}", proc.stdout, re.M)
 
 

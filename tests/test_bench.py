@@ -1,31 +1,33 @@
 """`benchmark`: the quick mode's files are well formed; the table's conclusions follow from its figures."""
 
 import json
-import subprocess
+import sys
 
 import pytest
 
-from conftest import EARLY_RUNS, start_quick_benchmark, stop_process_group
-from tinybert_infer.bench import BATCH_SIZES, PUBLISHED, render_markdown, summarise
+from conftest import ROOT, WORDS, clean_environ, early_job, early_result, write_tsv
+from tinybert_infer.bench import BATCH_SIZES, PUBLISHED, perturb_layer_norms, render_markdown, summarise
 from tinybert_infer.optimize import VARIANTS
+from tinybert_infer.synthetic import write_random_checkpoint
+
+
+@early_job("quick_run")
+def quick_benchmark(root):
+    """bash test/benchmark.sh --quick on tiny models (the real shapes are for the full run, not CI)."""
+    tp = perturb_layer_norms(write_random_checkpoint(root / "tp", words=WORDS, seed=5))
+    acc = write_random_checkpoint(root / "acc", words=WORDS, seed=6)
+    write_tsv(root / "glue" / "dev.tsv")
+    return (["bash", ROOT / "test" / "benchmark.sh", "--quick", "--out", "out", "--throughput_model", tp,
+             "--model_dir", acc, "--data_dir", root / "glue", "--batch_sizes", "1,4", "--accuracy_bs", "4",
+             "--threads", "1"], root, dict(clean_environ(), PYTHON=sys.executable))
 
 
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
-    """bash test/benchmark.sh --quick on tiny models (conftest.start_quick_benchmark): the run conftest started
-    in the background when collection ended, else (no such start) one started here."""
-    proc, root = EARLY_RUNS.pop("quick_benchmark", (None, None))
-    if proc is None:
-        root = tmp_path_factory.mktemp("bench")
-        proc = start_quick_benchmark(root)
-    try:
-        proc.wait(timeout=600)
-    finally:
-        stop_process_group(proc)
-    done = subprocess.CompletedProcess(proc.args, proc.returncode, (root / "stdout.txt").read_text(),
-                                       (root / "stderr.txt").read_text())
-    assert done.returncode == 0, done.stderr[-3000:]
-    return root / "out", done
+    """The quick benchmark's output folder and run (started early: conftest.EARLY_JOBS)."""
+    proc, root = early_result("quick_run", tmp_path_factory)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return root / "out", proc
 
 
 def test_quick_benchmark_writes_well_formed_files(quick_run):
