@@ -65,9 +65,8 @@ def test_real_ais_bench_path_runs_the_exact_command_and_scores_like_the_cpu_path
     [shown] = re.findall(r"throughput: ([0-9.]+) samples/s", npu.stdout)
     assert float(shown) == pytest.approx(summary["throughput"], abs=0.006)
 
-    # (a named backend: auto's measurement is test_optimize's and test_pipeline_scripts' subject, not this one's)
-    cpu = script("ais_inference.sh", BS, cwd=workdir, env=tool_env(tmp_path, ais_bench=False,
-                                                                  TINYBERT_BACKEND="onnxruntime"))
+    seed_auto_choice(workdir)  # the default (auto) host run, without seconds of measuring
+    cpu = script("ais_inference.sh", BS, cwd=workdir, env=tool_env(tmp_path, ais_bench=False))
     assert "[path] host backend" in cpu.stdout
     cpu_folder = reported_folder(cpu.stdout)
 
@@ -146,8 +145,9 @@ def test_performance_run_on_the_npu_path_and_on_the_cpu(workdir, tmp_path):
     assert float(re.search(r"throughput: ([0-9.]+) samples/s", npu.stdout).group(1)) > 0
     assert not (workdir / "result").exists()  # pure inference saves nothing
 
+    seed_auto_choice(workdir)  # the default (auto) host run, without seconds of measuring
     cpu = script("ais_perf.sh", BS, 5, "--pure_data_type", "random", cwd=workdir,
-                 env=tool_env(tmp_path, ais_bench=False, TINYBERT_BACKEND="onnxruntime"))
+                 env=tool_env(tmp_path, ais_bench=False))
     assert cpu.returncode == 0, cpu.stderr
     assert "[path] host backend pure inference" in cpu.stdout
     assert float(cpu.stdout.strip().splitlines()[-2].split()[-1]) > 0  # ais_bench's throughput line
