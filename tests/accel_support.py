@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, write_tsv
+from conftest import ROOT, SHORT_TIMING, run_cli_in_process, write_tsv
 
 STUBS = ROOT / "tests" / "stubs"
 STUB_BIN = STUBS / "bin"
@@ -56,15 +56,12 @@ def fake_cann_toolkit(tmp_path, exports: str) -> Path:
 
 
 @pytest.fixture(scope="session")
-def accel_base(tmp_path_factory, tiny_checkpoint) -> Path:
-    """TinyBERT_sim_bs4.onnx of the tiny checkpoint and bert_bin/ of the tiny TSV, built once."""
-    from tinybert_infer.data import preprocess
-    from tinybert_infer.export import export_checkpoint
-
+def accel_base(tmp_path_factory, tiny_exports) -> Path:
+    """TinyBERT_sim_bs4.onnx of the tiny checkpoint (the session's export), the tiny TSV and its bert_bin/."""
     base = tmp_path_factory.mktemp("accel")
-    tsv = write_tsv(base / "glue_dir" / "SST-2" / "dev.tsv")
-    export_checkpoint(tiny_checkpoint, BS, base, tsv_path=tsv, validate_count=8)
-    preprocess(tsv, tiny_checkpoint / "vocab.txt", base / "bert_bin", show_progress=False)
+    write_tsv(base / "glue_dir" / "SST-2" / "dev.tsv")
+    shutil.copy(tiny_exports["static"].sim_path, base / f"TinyBERT_sim_bs{BS}.onnx")
+    shutil.copytree(tiny_exports["bin"], base / "bert_bin")
     return base
 
 
@@ -78,6 +75,16 @@ def workdir(tmp_path, accel_base) -> Path:
     return work
 
 
+def seed_auto_choice(workdir: Path) -> None:
+    """`--backend auto`'s choice for TinyBERT_sim_bs4.onnx, measured briefly here and cached in workdir as a first
+    auto run on this host leaves it: a later auto run there takes it instead of measuring for seconds. For tests
+    of the path a script takes, not of auto's measurement (test_optimize, test_pipeline_scripts)."""
+    from tinybert_infer.select import choose_backend
+
+    choose_backend(workdir / f"TinyBERT_sim_bs{BS}.onnx", batch_size=BS, policy=SHORT_TIMING,
+                   log=lambda s: None).close()
+
+
 def script(name: str, *args, cwd, env, timeout=300) -> subprocess.CompletedProcess:
     """bash test/<name> ARGS with exactly env (conftest.run_script would merge os.environ back in)."""
     return subprocess.run(["bash", str(ROOT / "test" / name), *map(str, args)], cwd=cwd, env=env,
@@ -88,6 +95,13 @@ def cli(*args, cwd, env, timeout=300) -> subprocess.CompletedProcess:
     env = dict(env, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")])))
     return subprocess.run([sys.executable, "-m", "tinybert_infer", *map(str, args)], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=timeout)
+
+
+def postprocess(workdir: Path, folder: str) -> subprocess.CompletedProcess:
+    """What `bash test/postprocess_data.sh FOLDER` runs in workdir, in this process (no sklearn import per
+    call); for tests whose subject is the folder inference wrote, not the script (tested as a script too)."""
+    return run_cli_in_process("postprocess", "--result_dir", workdir / "result" / folder,
+                              "--bin_dir", workdir / "bert_bin")
 
 
 def error_lines(proc) -> list:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -11,11 +12,11 @@ from conftest import SENTENCES, write_tsv
 
 
 @pytest.fixture(scope="session")
-def tiny_dyn_onnx(tiny_checkpoint, tmp_path_factory) -> Path:
-    from tinybert_infer.export import export_dynamic_checkpoint
-
-    out = tmp_path_factory.mktemp("dyn")
-    return export_dynamic_checkpoint(tiny_checkpoint, out, validate_count=4).sim_path
+def tiny_dyn_onnx(tiny_exports, tmp_path_factory) -> Path:
+    """TinyBERT_sim_dyn.onnx of the tiny checkpoint, a copy of the session's export in a folder of its own."""
+    out = tmp_path_factory.mktemp("dyn") / tiny_exports["dynamic"].sim_path.name
+    shutil.copy(tiny_exports["dynamic"].sim_path, out)
+    return out
 
 
 def write_shards(folder: Path, sizes, rows=SENTENCES, header="sentence\tlabel") -> list:

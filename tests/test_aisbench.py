@@ -14,10 +14,11 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import ROOT, SHARED
+from conftest import ROOT, SHARED, WORDS, early_job, early_result, run_cli_in_process, write_tsv
 from accel_support import (BS, STUB_BIN, STUB_PYTHON, accel_base, cli, error_lines, fake_cann_toolkit,  # noqa: F401
-                           recorded, script, tool_env, workdir)
+                           postprocess, recorded, script, seed_auto_choice, tool_env, workdir)
 from tinybert_infer.aisbench import throughput_from_output
+from tinybert_infer.synthetic import write_random_checkpoint
 
 INPUTS = "bert_bin/input_ids,bert_bin/segment_ids,bert_bin/input_mask"
 EXPECTED_ARGV = ["--model", f"TinyBERT_bs{BS}.om", "--input", INPUTS, "--output", "result", "--outfmt", "TXT",
@@ -64,12 +65,13 @@ def test_real_ais_bench_path_runs_the_exact_command_and_scores_like_the_cpu_path
     [shown] = re.findall(r"throughput: ([0-9.]+) samples/s", npu.stdout)
     assert float(shown) == pytest.approx(summary["throughput"], abs=0.006)
 
+    seed_auto_choice(workdir)  # the default (auto) host run, without seconds of measuring
     cpu = script("ais_inference.sh", BS, cwd=workdir, env=tool_env(tmp_path, ais_bench=False))
     assert "[path] host backend" in cpu.stdout
     cpu_folder = reported_folder(cpu.stdout)
 
     npu_acc = accuracy_line(script("postprocess_data.sh", folder, cwd=workdir, env=env))
-    cpu_acc = accuracy_line(script("postprocess_data.sh", cpu_folder, cwd=workdir, env=env))
+    cpu_acc = accuracy_line(postprocess(workdir, cpu_folder))
     assert npu_acc == cpu_acc
     for i in range(SAMPLES):
         a = np.loadtxt(result / f"input{i}_0.txt")
@@ -78,6 +80,7 @@ def test_real_ais_bench_path_runs_the_exact_command_and_scores_like_the_cpu_path
 
 
 def test_without_the_om_the_host_backend_runs(workdir, tmp_path):
+    seed_auto_choice(workdir)  # the default (auto) host run, without seconds of measuring
     proc = script("ais_inference.sh", BS, cwd=workdir, env=tool_env(tmp_path))
     assert proc.returncode == 0, proc.stderr
     assert "[path] host backend (no ais_bench/OM used)" in proc.stdout
@@ -142,6 +145,7 @@ def test_performance_run_on_the_npu_path_and_on_the_cpu(workdir, tmp_path):
     assert float(re.search(r"throughput: ([0-9.]+) samples/s", npu.stdout).group(1)) > 0
     assert not (workdir / "result").exists()  # pure inference saves nothing
 
+    seed_auto_choice(workdir)  # the default (auto) host run, without seconds of measuring
     cpu = script("ais_perf.sh", BS, 5, "--pure_data_type", "random", cwd=workdir,
                  env=tool_env(tmp_path, ais_bench=False))
     assert cpu.returncode == 0, cpu.stderr
@@ -189,9 +193,10 @@ def int32_om(workdir, tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
-def preprocess_int32(workdir, accel_base, tiny_checkpoint, env):
-    proc = cli("preprocess", "--tsv", accel_base / "glue_dir" / "SST-2" / "dev.tsv", "--model_dir", tiny_checkpoint,
-               "--output_dir", "bert_bin", "--dtype", "int32", cwd=workdir, env=env)
+def preprocess_int32(workdir, accel_base, tiny_checkpoint):
+    # in-process: the files are the subject (the slow shared-model test runs preprocess_data.sh --dtype int32)
+    proc = run_cli_in_process("preprocess", "--tsv", accel_base / "glue_dir" / "SST-2" / "dev.tsv", "--model_dir",
+                              tiny_checkpoint, "--output_dir", "bert_bin", "--dtype", "int32", cwd=workdir)
     assert proc.returncode == 0, proc.stderr
     assert json.loads((workdir / "bert_bin" / "manifest.json").read_text())["dtype"] == "int32"
     assert (workdir / "bert_bin" / "input_ids" / "input0.bin").stat().st_size == 64 * 4
@@ -233,17 +238,19 @@ def test_int32_om_with_int64_files_stops_before_ais_bench_with_what_to_run(workd
 
 def test_int32_om_with_int32_files_scores_like_the_cpu_path(workdir, tmp_path, accel_base, tiny_checkpoint):
     env = tool_env(tmp_path)
-    cpu = script("ais_inference.sh", BS, "--backend", "onnxruntime", cwd=workdir, env=env)
-    cpu_acc = accuracy_line(script("postprocess_data.sh", reported_folder(cpu.stdout), cwd=workdir, env=env))
+    # the reference: what ais_inference.sh runs on the host, in-process (the host leg below is the script)
+    cpu = run_cli_in_process("infer", "--model", f"TinyBERT_sim_bs{BS}.onnx", "--input", INPUTS, "--output", "result",
+                             "--outfmt", "TXT", "--batchsize", BS, "--backend", "onnxruntime", cwd=workdir)
+    cpu_acc = accuracy_line(postprocess(workdir, reported_folder(cpu.stdout)))
     int32_om(workdir, tmp_path)
-    preprocess_int32(workdir, accel_base, tiny_checkpoint, env)
+    preprocess_int32(workdir, accel_base, tiny_checkpoint)
     npu = script("ais_inference.sh", BS, cwd=workdir, env=env)
     assert npu.returncode == 0, npu.stdout + npu.stderr
     assert f"filesperbatch:{BS} " in npu.stdout
-    assert accuracy_line(script("postprocess_data.sh", reported_folder(npu.stdout), cwd=workdir, env=env)) == cpu_acc
+    assert accuracy_line(postprocess(workdir, reported_folder(npu.stdout))) == cpu_acc
     # The host backends read the int32 files too (told apart by their size).
     host = script("ais_inference.sh", BS, "--backend", "onnxruntime", cwd=workdir, env=env)
-    assert accuracy_line(script("postprocess_data.sh", reported_folder(host.stdout), cwd=workdir, env=env)) == cpu_acc
+    assert accuracy_line(postprocess(workdir, reported_folder(host.stdout))) == cpu_acc
 
 
 def test_tool_report_must_show_bs_files_per_batch_and_the_claimed_folder(tmp_path):
@@ -280,7 +287,7 @@ def test_two_runs_started_together_get_two_complete_folders(workdir, tmp_path):
     assert [p.returncode for p in procs] == [0, 0], outs
     folders = [reported_folder(out) for out, _ in outs]
     assert len(set(folders)) == 2 and all(re.fullmatch(TIMESTAMP, f) for f in folders)
-    accs = [accuracy_line(script("postprocess_data.sh", f, cwd=workdir, env=env)) for f in folders]
+    accs = [accuracy_line(postprocess(workdir, f)) for f in folders]
     assert accs[0] == accs[1]
     for f in folders:
         assert sorted(p.name for p in (workdir / "result" / f).iterdir()) == sorted(f"input{i}_0.txt" for i in range(SAMPLES))
@@ -352,16 +359,31 @@ def test_manifest_check_reads_the_real_one_line_summary(workdir, tmp_path):
     assert "swapped_summary.json: sample 0 was computed from bert_bin/input_ids/input0.bin, bert_bin/input_mask/input0.bin" in error
 
 
-def test_run_all_with_a_chip_finds_cann_through_ascend_toolkit_home(tmp_path, tiny_checkpoint, tiny_tsv):
-    home = fake_cann_toolkit(tmp_path, f'export PATH="{STUB_BIN}:$PATH"\nexport PYTHONPATH="{STUB_PYTHON}:$PYTHONPATH"')
-    work = tmp_path / "work"
+@early_job("run_all_chip")
+def prepare_run_all_chip(root):
+    """bash test/run_all.sh 4 310P3 from a clean working folder on the tiny checkpoint (tiny_checkpoint's seed),
+    CANN (the stand-ins) reachable only through ASCEND_TOOLKIT_HOME's set_env.sh."""
+    checkpoint = write_random_checkpoint(root / "ckpt" / "SST-2_model", words=WORDS, seed=1)
+    data = write_tsv(root / "glue_dir" / "SST-2" / "dev.tsv").parent
+    home = fake_cann_toolkit(root, f'export PATH="{STUB_BIN}:$PATH"\nexport PYTHONPATH="{STUB_PYTHON}:$PYTHONPATH"')
+    work = root / "work"
     work.mkdir()
-    env = tool_env(tmp_path, stubs_on_path=False, ais_bench=False, ASCEND_TOOLKIT_HOME=home,
-                   TINYBERT_MODEL_DIR=tiny_checkpoint, TINYBERT_DATA_DIR=tiny_tsv.parent)
-    proc = script("run_all.sh", BS, "310P3", cwd=work, env=env, timeout=900)  # the whole job, on a loaded host
+    env = tool_env(root, stubs_on_path=False, ais_bench=False, ASCEND_TOOLKIT_HOME=home,
+                   TINYBERT_MODEL_DIR=checkpoint, TINYBERT_DATA_DIR=data)
+    return ["bash", ROOT / "test" / "run_all.sh", BS, "310P3"], work, env
+
+
+@pytest.fixture()
+def run_all_chip(tmp_path_factory):
+    """The finished run_all.sh run with a CHIP (started early: conftest.EARLY_JOBS) and its folder."""
+    return early_result("run_all_chip", tmp_path_factory)
+
+
+def test_run_all_with_a_chip_finds_cann_through_ascend_toolkit_home(run_all_chip):
+    proc, root = run_all_chip
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert len(recorded(tmp_path, "atc")) == 1 and "[atc] OM: TinyBERT_bs4.om" in proc.stdout
-    assert "[path] ais_bench on the NPU" in proc.stdout and len(recorded(tmp_path, "ais_bench")) == 1
+    assert len(recorded(root, "atc")) == 1 and "[atc] OM: TinyBERT_bs4.om" in proc.stdout
+    assert "[path] ais_bench on the NPU" in proc.stdout and len(recorded(root, "ais_bench")) == 1
     assert re.search(r"^=== TinyBERT bs4: acc:0\.\d{4}", proc.stdout, re.M)
 
 

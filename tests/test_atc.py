@@ -10,10 +10,17 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from accel_support import (BS, STUB_BIN, accel_base, cli, error_lines, fake_cann_toolkit, recorded,  # noqa: F401
+from conftest import run_cli_in_process
+from accel_support import (BS, STUB_BIN, accel_base, error_lines, fake_cann_toolkit, recorded,  # noqa: F401
                            script, tool_env, workdir)
 from tinybert_infer.atc import build_atc_command, read_onnx_info, soc_version
 from tinybert_infer.errors import UsageError
+
+def om(bs, chip, *args, cwd, env):
+    """What `bash test/onnx2om.sh BS CHIP ARGS` runs without a CANN toolkit (om --batch_size BS --chip CHIP ARGS),
+    in this process, the stand-in atc on PATH all the same; the script itself: the tests that call script()."""
+    return run_cli_in_process("om", "--batch_size", bs, "--chip", chip, *args, cwd=cwd, env=env)
+
 
 EXPECTED_ARGV = [
     "--framework=5",
@@ -45,7 +52,7 @@ def test_atc_runs_with_the_graphs_own_inputs_and_writes_the_om(workdir, tmp_path
 
 
 def test_os_arch_suffixed_om_is_renamed_to_the_plain_name(workdir, tmp_path):
-    proc = script("onnx2om.sh", BS, "310P3", cwd=workdir, env=tool_env(tmp_path, ATC_STUB_MODE="suffix"))
+    proc = om(BS, "310P3", cwd=workdir, env=tool_env(tmp_path, ATC_STUB_MODE="suffix"))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert sorted(p.name for p in workdir.glob("*.om")) == [f"TinyBERT_bs{BS}.om"]
     assert f"wrote TinyBERT_bs{BS}_linux_x86_64.om; renamed to TinyBERT_bs{BS}.om" in proc.stdout
@@ -53,14 +60,14 @@ def test_os_arch_suffixed_om_is_renamed_to_the_plain_name(workdir, tmp_path):
 
 def test_stale_om_of_another_batch_is_not_taken_for_the_new_one(workdir, tmp_path):
     (workdir / f"TinyBERT_bs{BS}6.om").write_bytes(b"older bs46 model")  # TinyBERT_bs4* would match it
-    proc = script("onnx2om.sh", BS, "310P3", cwd=workdir, env=tool_env(tmp_path, ATC_STUB_MODE="suffix"))
+    proc = om(BS, "310P3", cwd=workdir, env=tool_env(tmp_path, ATC_STUB_MODE="suffix"))
     assert proc.returncode == 0, proc.stderr
     assert (workdir / f"TinyBERT_bs{BS}6.om").read_bytes() == b"older bs46 model"
     assert (workdir / f"TinyBERT_bs{BS}.om").is_file()
 
 
 def test_failing_atc_reports_its_failure_lines_and_exits_non_zero(workdir, tmp_path):
-    proc = script("onnx2om.sh", BS, "310P3", cwd=workdir, env=tool_env(tmp_path, ATC_STUB_MODE="fail"))
+    proc = om(BS, "310P3", cwd=workdir, env=tool_env(tmp_path, ATC_STUB_MODE="fail"))
     assert proc.returncode == 7
     failures = [ln for ln in proc.stderr.splitlines() if ln.startswith("[atc failure]")]
     assert any("E11001: Failed to infer the output shape" in ln for ln in failures)
@@ -151,7 +158,9 @@ def test_what_atc_would_reject_late_is_refused_before_calling_it(tmp_path, case,
         _write_graph(model, batch=2)
     elif case == "garbage":
         model.write_bytes(b"\x00not a protobuf\xff" * 10)
-    proc = cli("om", "--batch_size", BS, "--chip", "310P3", "--model", model, cwd=tmp_path, env=tool_env(tmp_path))
+    # in-process (the stand-in atc on PATH all the same): what is refused, not how the command starts
+    proc = run_cli_in_process("om", "--batch_size", BS, "--chip", "310P3", "--model", model, cwd=tmp_path,
+                              env=tool_env(tmp_path))
     assert proc.returncode == 6, proc.stdout + proc.stderr
     [error] = error_lines(proc)
     assert str(model) in error and needle in error
@@ -160,7 +169,7 @@ def test_what_atc_would_reject_late_is_refused_before_calling_it(tmp_path, case,
 
 def test_newer_opset_is_passed_with_a_warning(tmp_path):
     model = _write_graph(tmp_path / "model.onnx", opset=13)
-    proc = cli("om", "--batch_size", BS, "--chip", "310P3", "--model", model, "--dry-run", cwd=tmp_path,
-               env=tool_env(tmp_path))
+    proc = run_cli_in_process("om", "--batch_size", BS, "--chip", "310P3", "--model", model, "--dry-run",
+                              cwd=tmp_path, env=tool_env(tmp_path))
     assert proc.returncode == 0, proc.stderr
     assert "CANN 5.x/6.x take only opset 11" in proc.stderr

@@ -1,26 +1,31 @@
 """`benchmark`: the quick mode's files are well formed; the table's conclusions follow from its figures."""
 
 import json
-import os
+import sys
 
 import pytest
 
-from conftest import SENTENCES, WORDS, run_script, write_tsv
+from conftest import ROOT, SENTENCES, WORDS, clean_environ, early_job, early_result, write_tsv
 from tinybert_infer.bench import BATCH_SIZES, PUBLISHED, perturb_layer_norms, render_markdown, summarise
 from tinybert_infer.optimize import VARIANTS
 from tinybert_infer.synthetic import write_random_checkpoint
 
 
-@pytest.fixture(scope="module")
-def quick_run(tmp_path_factory):
+@early_job("quick_run")
+def quick_benchmark(root):
     """bash test/benchmark.sh --quick on tiny models (the real shapes are for the full run, not CI)."""
-    root = tmp_path_factory.mktemp("bench")
     tp = perturb_layer_norms(write_random_checkpoint(root / "tp", words=WORDS, seed=5))
     acc = write_random_checkpoint(root / "acc", words=WORDS, seed=6)
     write_tsv(root / "glue" / "dev.tsv")
-    proc = run_script("benchmark.sh", "--quick", "--out", "out", "--throughput_model", tp, "--model_dir", acc,
-                      "--data_dir", root / "glue", "--batch_sizes", "1,4", "--accuracy_bs", "4", "--threads", "1",
-                      cwd=root, timeout=600)
+    return (["bash", ROOT / "test" / "benchmark.sh", "--quick", "--out", "out", "--throughput_model", tp,
+             "--model_dir", acc, "--data_dir", root / "glue", "--batch_sizes", "1,4", "--accuracy_bs", "4",
+             "--threads", "1"], root, dict(clean_environ(), PYTHON=sys.executable))
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    """The quick benchmark's output folder and run (started early: conftest.EARLY_JOBS)."""
+    proc, root = early_result("quick_run", tmp_path_factory)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return root / "out", proc
 

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest import SENTENCES, run_cli, write_tsv
+from conftest import SENTENCES, run_cli_in_process, write_tsv
 from tinybert_infer.data import encode, make_tokenizer, preprocess, read_manifest
 
 
@@ -79,7 +79,8 @@ def test_encode_matches_preprocessed_files(tmp_path, tiny_checkpoint, tiny_tsv):
 
 
 def test_preprocess_cli_and_script_paths(tmp_path, tiny_checkpoint, tiny_tsv):
-    proc = run_cli("preprocess", "--data_dir", tiny_tsv.parent, "--model_dir", tiny_checkpoint, cwd=tmp_path)
+    proc = run_cli_in_process("preprocess", "--data_dir", tiny_tsv.parent, "--model_dir", tiny_checkpoint,
+                              cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert f"{len(SENTENCES)} labelled sentences" in proc.stdout
     assert json.loads((tmp_path / "bert_bin" / "manifest.json").read_text())["count"] == len(SENTENCES)

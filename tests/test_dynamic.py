@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest import run_cli
+from conftest import run_cli_in_process
 from tinybert_infer.backends.base import Backend
 from tinybert_infer.dynamic import (Batch, Samples, padded_length, parse_buckets, plan_batches, read_sample_files,
                                     read_tsv_samples, real_lengths, run_files_by_length, run_samples, run_tsv)
@@ -168,18 +168,12 @@ def test_a_static_sequence_model_is_refused_for_dynamic_length(tmp_path):
 
 # ---------------------------------------------------------------- real models: same predictions as the static path
 @pytest.fixture(scope="module")
-def models(tmp_path_factory, tiny_checkpoint):
-    from conftest import write_tsv
-    from tinybert_infer.checkpoint import VOCAB_FILE
-    from tinybert_infer.data import preprocess
-    from tinybert_infer.export import export_checkpoint, export_dynamic_checkpoint
+def models(tmp_path_factory, tiny_exports):
+    """The static (bs 4) and dynamic exports of the tiny checkpoint, its TSV and bert_bin, in this module's folder."""
+    from conftest import copy_exports
 
-    work = tmp_path_factory.mktemp("dynamic_models")
-    tsv = write_tsv(work / "dev.tsv")
-    preprocess(tsv, tiny_checkpoint / VOCAB_FILE, work / "bert_bin", show_progress=False)
-    static = export_checkpoint(tiny_checkpoint, 4, work, tsv_path=tsv, validate_count=8)
-    dynamic = export_dynamic_checkpoint(tiny_checkpoint, work, tsv_path=tsv)
-    return {"work": work, "tsv": tsv, "bin": work / "bert_bin", "static": static, "dynamic": dynamic}
+    m = copy_exports(tiny_exports, tmp_path_factory.mktemp("dynamic_models"))
+    return {"work": m["dir"], "tsv": m["tsv"], "bin": m["bin"], "static": m["static"], "dynamic": m["dynamic"]}
 
 
 def test_dynamic_export_keeps_symbolic_axes_and_matches_pytorch(models, tiny_checkpoint):
@@ -258,17 +252,17 @@ def test_cli_export_dynamic_then_infer_from_a_tsv_then_postprocess(tmp_path, tin
 
     write_tsv(tmp_path / "glue_dir" / "SST-2" / "dev.tsv")
     env = {"TINYBERT_MODEL_DIR": str(tiny_checkpoint)}
-    run_cli("export", "--dynamic", cwd=tmp_path, env=env, check=True)
+    run_cli_in_process("export", "--dynamic", cwd=tmp_path, env=env, check=True)
     assert (tmp_path / "TinyBERT_sim_dyn.onnx").is_file() and (tmp_path / "TinyBERT_dyn.onnx").is_file()
-    run_cli("preprocess", cwd=tmp_path, env=env, check=True)
-    proc = run_cli("infer", "--dynamic_length", "--buckets", "8,16,32", "--batchsize", "4", "--tsv",
-                   "glue_dir/SST-2/dev.tsv", "--backend", "onnxruntime", "--output", "result", "--outfmt", "TXT",
-                   "--output_dirname", "dyn", cwd=tmp_path, env=env, check=True)
+    run_cli_in_process("preprocess", cwd=tmp_path, env=env, check=True)
+    proc = run_cli_in_process("infer", "--dynamic_length", "--buckets", "8,16,32", "--batchsize", "4", "--tsv",
+                              "glue_dir/SST-2/dev.tsv", "--backend", "onnxruntime", "--output", "result",
+                              "--outfmt", "TXT", "--output_dirname", "dyn", cwd=tmp_path, env=env, check=True)
     assert "mode: dynamic_length (buckets 8,16,32)" in proc.stdout
     assert "result folder: dyn" in proc.stdout
     summary = json.loads((tmp_path / "result" / "dyn_summary.json").read_text())
     assert summary["buckets"] == [8, 16, 32] and summary["real_tokens"] < summary["padded_tokens"]
-    post = run_cli("postprocess", "--result_dir", "result/dyn", cwd=tmp_path, env=env, check=True)
+    post = run_cli_in_process("postprocess", "--result_dir", "result/dyn", cwd=tmp_path, env=env, check=True)
     expected = _scored(tmp_path / "result" / "dyn", tmp_path / "bert_bin").metrics["accuracy"]
     assert post.stdout.splitlines()[0] == f"acc:{expected:.4f}"
 
@@ -283,8 +277,9 @@ def test_cli_usage_errors_are_one_line_and_write_nothing(tmp_path, models, tiny_
     import shutil
 
     shutil.copy(models["static"].sim_path, tmp_path / "TinyBERT_sim_bs4.onnx")
-    proc = run_cli("infer", "--batchsize", "4", "--tsv", str(models["tsv"]), "--backend", "onnxruntime",
-                   "--output", "result", *args, cwd=tmp_path, env={"TINYBERT_MODEL_DIR": str(tiny_checkpoint)})
+    proc = run_cli_in_process("infer", "--batchsize", "4", "--tsv", str(models["tsv"]), "--backend", "onnxruntime",
+                              "--output", "result", *args, cwd=tmp_path,
+                              env={"TINYBERT_MODEL_DIR": str(tiny_checkpoint)})
     assert proc.returncode == 2, proc.stderr
     assert message in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "result").exists() or not any((tmp_path / "result").iterdir())
@@ -373,11 +368,11 @@ def test_cli_dynamic_length_on_openvino_runs_two_streams_by_default(tmp_path, mo
 
     shutil.copy(models["dynamic"].sim_path, tmp_path / "TinyBERT_sim_dyn.onnx")
     env = {"TINYBERT_MODEL_DIR": str(tiny_checkpoint)}
-    proc = run_cli("infer", "--dynamic_length", "--batchsize", "4", "--tsv", str(models["tsv"]), "--backend",
-                   "openvino", "--threads", "2", "--output", "result", "--output_dirname", "ov", cwd=tmp_path,
-                   env=env, check=True)
+    proc = run_cli_in_process("infer", "--dynamic_length", "--batchsize", "4", "--tsv", str(models["tsv"]),
+                              "--backend", "openvino", "--threads", "2", "--output", "result", "--output_dirname", "ov",
+                              cwd=tmp_path, env=env, check=True)
     summary = json.loads((tmp_path / "result" / "ov_summary.json").read_text())
     assert summary["backend"]["streams"] == 2 and summary["mode"] == "dynamic_length", proc.stdout
-    bad = run_cli("infer", "--dynamic_length", "--batchsize", "4", "--tsv", str(models["tsv"]), "--backend",
-                  "onnxruntime", "--streams", "2", "--output", "result", cwd=tmp_path, env=env)
+    bad = run_cli_in_process("infer", "--dynamic_length", "--batchsize", "4", "--tsv", str(models["tsv"]), "--backend",
+                             "onnxruntime", "--streams", "2", "--output", "result", cwd=tmp_path, env=env)
     assert bad.returncode == 2 and "--streams 2" in bad.stderr and "Traceback" not in bad.stderr

@@ -6,7 +6,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from conftest import run_cli, run_script
+from conftest import run_cli_in_process, run_script
 from tinybert_infer.checkpoint import load_model
 from tinybert_infer.export import export_checkpoint
 
@@ -34,14 +34,14 @@ def test_export_writes_both_files_with_the_contract(tmp_path, tiny_checkpoint, t
     assert not [p for p in tmp_path.iterdir() if ".partial" in p.name]
 
 
-def test_onnx_matches_pytorch_on_real_sentences(tmp_path, tiny_checkpoint, tiny_tsv):
+def test_onnx_matches_pytorch_on_real_sentences(tiny_checkpoint, tiny_tsv, tiny_exports):
     from tinybert_infer.data import encode, make_tokenizer
 
-    export_checkpoint(tiny_checkpoint, 4, tmp_path, tsv_path=tiny_tsv)
+    # export_checkpoint(tiny_checkpoint, 4, ..., tsv_path=the tiny TSV): the session's export
     checkpoint, model = load_model(tiny_checkpoint)
     texts = [line.split("\t")[0] for line in tiny_tsv.read_text().splitlines()[1:5]]
     feats = encode(make_tokenizer(checkpoint.vocab_file), texts)
-    session = ort.InferenceSession(str(tmp_path / "TinyBERT_sim_bs4.onnx"), providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(str(tiny_exports["static"].sim_path), providers=["CPUExecutionProvider"])
     got = session.run(None, feats)[0]
     with torch.inference_mode():
         want = model(*(torch.from_numpy(feats[n]) for n in ("input_ids", "segment_ids", "input_mask"))).numpy()
@@ -84,8 +84,8 @@ def test_export_fails_when_parity_tolerance_is_exceeded(tmp_path, tiny_checkpoin
 
 
 def test_cli_model_dir_flag(tmp_path, tiny_checkpoint, tiny_tsv):
-    proc = run_cli("export", "--batch_size", "1", "--model_dir", tiny_checkpoint, "--data_dir", tiny_tsv.parent,
-                   "--output_dir", tmp_path / "out")
+    proc = run_cli_in_process("export", "--batch_size", "1", "--model_dir", tiny_checkpoint, "--data_dir",
+                              tiny_tsv.parent, "--output_dir", tmp_path / "out")
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "out" / "TinyBERT_sim_bs1.onnx").is_file()
 

@@ -2,12 +2,13 @@
 
 import json
 import re
+import shutil
 
 import numpy as np
 import pytest
 import torch
 
-from conftest import SENTENCES, run_cli
+from conftest import SENTENCES, run_cli_in_process
 from error_helpers import assert_error, snapshot
 from tinybert_infer.backends import make_backend
 from tinybert_infer.checkpoint import load_model
@@ -24,6 +25,11 @@ N = len(SENTENCES)  # 13: not a multiple of 2, 4 or 5, so the last batch is padd
 def workdir(tmp_path, tiny_checkpoint, tiny_tsv):
     preprocess(tiny_tsv, tiny_checkpoint / "vocab.txt", tmp_path / "bert_bin", show_progress=False)
     return tmp_path
+
+
+def bs4_onnx(tiny_exports, workdir):
+    """TinyBERT_sim_bs4.onnx of the tiny checkpoint in workdir: the session's export (what exporting here writes)."""
+    shutil.copy(tiny_exports["static"].sim_path, workdir / "TinyBERT_sim_bs4.onnx")
 
 
 def input_dirs(workdir):
@@ -69,8 +75,8 @@ def test_txt_format_is_ais_bench_s():
 
 
 @pytest.mark.parametrize("fmt", ["BIN", "NPY"])
-def test_bin_and_npy_outputs(workdir, tiny_checkpoint, tiny_tsv, fmt):
-    export_checkpoint(tiny_checkpoint, 4, workdir, tsv_path=tiny_tsv)
+def test_bin_and_npy_outputs(workdir, tiny_checkpoint, tiny_exports, fmt):
+    bs4_onnx(tiny_exports, workdir)
     backend = make_backend("onnxruntime", onnx_path=workdir / "TinyBERT_sim_bs4.onnx")
     report = run_files(backend, input_dirs(workdir), workdir / "result", outfmt=fmt, show_progress=False)
     ext = fmt.lower()
@@ -82,8 +88,8 @@ def test_bin_and_npy_outputs(workdir, tiny_checkpoint, tiny_tsv, fmt):
     assert np.max(np.abs(read_output(path, 2) - torch_logits(tiny_checkpoint, workdir)[3])) < 1e-4
 
 
-def test_torch_backend_agrees_with_onnxruntime(workdir, tiny_checkpoint, tiny_tsv):
-    export_checkpoint(tiny_checkpoint, 4, workdir, tsv_path=tiny_tsv)
+def test_torch_backend_agrees_with_onnxruntime(workdir, tiny_checkpoint, tiny_exports):
+    bs4_onnx(tiny_exports, workdir)
     ort_run = run_files(make_backend("onnxruntime", onnx_path=workdir / "TinyBERT_sim_bs4.onnx"),
                         input_dirs(workdir), workdir / "result", outfmt="NPY", output_dirname="ort", show_progress=False)
     pt_run = run_files(make_backend("torch", checkpoint_dir=tiny_checkpoint, batch_size=4),
@@ -108,18 +114,18 @@ def test_never_overwrites_an_earlier_result(workdir, tiny_checkpoint):
     assert first.result_dir != second.result_dir
     run_files(backend, input_dirs(workdir), workdir / "result", output_dirname="mine", show_progress=False)
     before = snapshot(workdir / "result")
-    proc = run_cli("infer", "--backend", "torch", "--model_dir", tiny_checkpoint, "--batchsize", "4",
-                   "--input", ",".join(map(str, input_dirs(workdir))), "--output", workdir / "result",
-                   "--output_dirname", "mine", cwd=workdir)
+    proc = run_cli_in_process("infer", "--backend", "torch", "--model_dir", tiny_checkpoint, "--batchsize", "4",
+                              "--input", ",".join(map(str, input_dirs(workdir))), "--output", workdir / "result",
+                              "--output_dirname", "mine", cwd=workdir)
     assert_error(proc.returncode, proc.stderr, ResultError.exit_code, workdir / "result" / "mine", "already exists")
     assert snapshot(workdir / "result") == before  # the earlier run untouched, nothing added beside it
 
 
-def test_infer_cli_prints_summary_backend_and_folder(workdir, tiny_checkpoint, tiny_tsv):
-    export_checkpoint(tiny_checkpoint, 4, workdir, tsv_path=tiny_tsv)
-    proc = run_cli("infer", "--model", "TinyBERT_sim_bs4.onnx", "--batchsize", "4", "--outfmt", "TXT",
-                   "--input", "bert_bin/input_ids,bert_bin/segment_ids,bert_bin/input_mask", "--output", "result",
-                   cwd=workdir)
+def test_infer_cli_prints_summary_backend_and_folder(workdir, tiny_checkpoint, tiny_exports, short_auto_timing):
+    bs4_onnx(tiny_exports, workdir)
+    proc = run_cli_in_process("infer", "--model", "TinyBERT_sim_bs4.onnx", "--batchsize", "4", "--outfmt", "TXT",
+                              "--input", "bert_bin/input_ids,bert_bin/segment_ids,bert_bin/input_mask",
+                              "--output", "result", cwd=workdir)
     assert proc.returncode == 0, proc.stderr
     assert "[INFO] -----------------Performance Summary------------------" in proc.stdout
     assert re.search(r"\[INFO\] throughput 1000\*batchsize\.mean\(4\)/NPU_compute_time\.mean\([\d.]+\): [\d.]+", proc.stdout)
@@ -130,6 +136,8 @@ def test_infer_cli_prints_summary_backend_and_folder(workdir, tiny_checkpoint, t
 
 def test_pure_inference_mode(workdir, tiny_checkpoint, tiny_tsv):
     export_checkpoint(tiny_checkpoint, 2, workdir, tsv_path=tiny_tsv)
-    proc = run_cli("infer", "--model", "TinyBERT_sim_bs2.onnx", "--loop", "5", "--batchsize", "2", cwd=workdir)
+    # A named backend: pure inference under --backend auto is test_optimize's subject (the auto CLI test).
+    proc = run_cli_in_process("infer", "--model", "TinyBERT_sim_bs2.onnx", "--loop", "5", "--batchsize", "2",
+                              "--backend", "onnxruntime", cwd=workdir)
     assert proc.returncode == 0, proc.stderr
     assert "NPU_compute_time (ms)" in proc.stdout and not (workdir / "result").exists()

@@ -139,18 +139,23 @@ def _make_big_inputs(work: Path) -> None:
     (bin_dir / MANIFEST_NAME).write_text(json.dumps(manifest))
 
 
+@pytest.fixture(scope="module")
+def bs1_onnx(tmp_path_factory, tiny_checkpoint) -> Path:
+    """TinyBERT_sim_bs1.onnx of the tiny checkpoint, exported once for this module's runs (read only)."""
+    from tinybert_infer.export import export_checkpoint
+
+    return export_checkpoint(tiny_checkpoint, 1, tmp_path_factory.mktemp("bs1"), validate_count=2).sim_path
+
+
 @pytest.mark.parametrize("backend", ["torch", "openvino-2-streams"])
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["kill-9", "ctrl-c"])
-def test_interrupted_inference_is_refused_by_postprocessing(work, tiny_checkpoint, sig, backend):
+def test_interrupted_inference_is_refused_by_postprocessing(work, tiny_checkpoint, bs1_onnx, sig, backend):
     _make_big_inputs(work)
     result = work / "result"
     if backend == "torch":
         how = ["--backend", "torch", "--model_dir", tiny_checkpoint, "--threads", "1"]
     else:  # batches in flight on OpenVINO's own threads when the signal comes
-        from tinybert_infer.export import export_checkpoint
-
-        export_checkpoint(tiny_checkpoint, 1, work, validate_count=2)
-        how = ["--backend", "openvino", "--model", work / "TinyBERT_sim_bs1.onnx", "--threads", "2", "--streams", "2"]
+        how = ["--backend", "openvino", "--model", bs1_onnx, "--threads", "2", "--streams", "2"]
     proc = _start("infer", *how, "--batchsize", "1", "--outfmt", "TXT", "--input", _inputs_arg(work),
                   "--output", result, cwd=work)
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import SHARED, WORDS, run_cli
+from conftest import SHARED, WORDS, run_cli, run_cli_in_process
 from tinybert_infer.bench import perturb_layer_norms
 from tinybert_infer.checkpoint import load_model
 from tinybert_infer.errors import UsageError
@@ -182,18 +182,19 @@ def test_auto_measures_again_when_the_model_changes(model, tmp_path, monkeypatch
         "selection"]["cached"] is False
 
 
-def test_infer_cli_defaults_to_auto_and_low_precision_is_a_flag(model, tmp_path):
+def test_infer_cli_defaults_to_auto_and_low_precision_is_a_flag(model, tmp_path, short_auto_timing):
     root, ckpt, sim, feats, expected = model
     shutil.copy(sim, tmp_path / sim.name)
-    proc = run_cli("infer", "--model", sim.name, "--batchsize", BS, "--loop", 2, "--threads", 1, cwd=tmp_path)
+    proc = run_cli_in_process("infer", "--model", sim.name, "--batchsize", BS, "--loop", 2, "--threads", 1,
+                              cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert re.search(r"\[auto\] chose (ort|ort-fused|openvino-fp32) for fp32", proc.stderr)
-    proc = run_cli("infer", "--model", sim.name, "--batchsize", BS, "--loop", 2, "--threads", 1,
-                   "--precision", "bf16", cwd=tmp_path)
+    proc = run_cli_in_process("infer", "--model", sim.name, "--batchsize", BS, "--loop", 2, "--threads", 1,
+                              "--precision", "bf16", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "chose openvino-bf16" in proc.stderr
-    proc = run_cli("infer", "--model", sim.name, "--batchsize", BS, "--backend", "onnxruntime", "--precision", "int8",
-                   cwd=tmp_path)
+    proc = run_cli_in_process("infer", "--model", sim.name, "--batchsize", BS, "--backend", "onnxruntime",
+                              "--precision", "int8", cwd=tmp_path)
     assert proc.returncode == 2 and proc.stderr.startswith("error:") and len(proc.stderr.strip().splitlines()) == 1
 
 

@@ -9,7 +9,7 @@ import shutil
 import numpy as np
 import pytest
 
-from conftest import run_cli
+from conftest import run_cli_in_process
 from tinybert_infer.dynamic import read_tsv_samples
 from tinybert_infer.errors import UsageError
 from tinybert_infer.layout import SELECTION_CACHE_NAME
@@ -17,19 +17,16 @@ from tinybert_infer.plan import (DEFAULT_BUCKETS, Plan, as_features, make_plan, 
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory, tiny_checkpoint):
-    from conftest import write_tsv
+def models(tmp_path_factory, tiny_checkpoint, tiny_exports):
+    """The tiny checkpoint's static (bs 4) and dynamic exports, its TSV and bert_bin, in this module's folder
+    (the artefacts built below land beside them)."""
+    from conftest import copy_exports
     from tinybert_infer.checkpoint import VOCAB_FILE
-    from tinybert_infer.data import preprocess
-    from tinybert_infer.export import export_checkpoint, export_dynamic_checkpoint
 
-    work = tmp_path_factory.mktemp("plan_models")
-    tsv = write_tsv(work / "dev.tsv")
-    preprocess(tsv, tiny_checkpoint / VOCAB_FILE, work / "bert_bin", show_progress=False)
-    static = export_checkpoint(tiny_checkpoint, 4, work, tsv_path=tsv, validate_count=8).sim_path
-    dynamic = export_dynamic_checkpoint(tiny_checkpoint, work, tsv_path=tsv).sim_path
-    feats = read_tsv_samples(tsv, tiny_checkpoint / VOCAB_FILE).feats
-    return {"work": work, "tsv": tsv, "static": static, "dynamic": dynamic, "feats": feats}
+    m = copy_exports(tiny_exports, tmp_path_factory.mktemp("plan_models"))
+    feats = read_tsv_samples(m["tsv"], tiny_checkpoint / VOCAB_FILE).feats
+    return {"work": m["dir"], "tsv": m["tsv"], "static": m["static"].sim_path, "dynamic": m["dynamic"].sim_path,
+            "feats": feats}
 
 
 def _static_logits(models):
@@ -175,12 +172,12 @@ def test_every_infer_run_records_its_plan(models, tiny_checkpoint, tmp_path):
     env = {"TINYBERT_MODEL_DIR": str(tiny_checkpoint)}
     bins = ",".join(str(models["work"] / "bert_bin" / n) for n in ("input_ids", "segment_ids", "input_mask"))
     common = ("--batchsize", "4", "--output", "result", "--outfmt", "TXT", "--threads", "1")
-    run_cli("infer", "--input", bins, "--backend", "onnxruntime", "--output_dirname", "static", *common,
-            cwd=tmp_path, env=env, check=True)
-    run_cli("infer", "--dynamic_length", "--tsv", models["tsv"], "--output_dirname", "planned", *common,
-            cwd=tmp_path, env=env, check=True)
-    run_cli("infer", "--dynamic_length", "--static_shapes", "--buckets", "16,32", "--tsv", models["tsv"],
-            "--output_dirname", "shapes", *common, cwd=tmp_path, env=env, check=True)
+    run_cli_in_process("infer", "--input", bins, "--backend", "onnxruntime", "--output_dirname", "static", *common,
+                       cwd=tmp_path, env=env, check=True)
+    run_cli_in_process("infer", "--dynamic_length", "--tsv", models["tsv"], "--output_dirname", "planned", *common,
+                       cwd=tmp_path, env=env, check=True)
+    run_cli_in_process("infer", "--dynamic_length", "--static_shapes", "--buckets", "16,32", "--tsv", models["tsv"],
+                       "--output_dirname", "shapes", *common, cwd=tmp_path, env=env, check=True)
     summaries = {n: json.loads((tmp_path / "result" / f"{n}_summary.json").read_text())
                  for n in ("static", "planned", "shapes")}
     assert summaries["static"]["plan"]["batching"] == "static" and summaries["static"]["plan"]["variant"] == "ort"

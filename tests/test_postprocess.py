@@ -52,8 +52,9 @@ def test_accuracy_and_report(tmp_path, bin_dir):
 @pytest.mark.parametrize("fmt", ["BIN", "NPY"])
 def test_bin_and_npy_results_score_the_same(tmp_path, bin_dir, fmt):
     logits = np.random.default_rng(1).normal(size=(N, 2))
-    a = evaluate(fake_run(tmp_path / "result", logits, "TXT"), bin_dir).predictions
-    b = evaluate(fake_run(tmp_path / "result", logits, fmt), bin_dir).predictions
+    # two result roots: a second timestamped folder in one root would wait for the next second
+    a = evaluate(fake_run(tmp_path / "result_txt", logits, "TXT"), bin_dir).predictions
+    b = evaluate(fake_run(tmp_path / f"result_{fmt.lower()}", logits, fmt), bin_dir).predictions
     assert a.tolist() == b.tolist()
 
 

@@ -11,6 +11,7 @@ import subprocess
 
 import pytest
 
+from conftest import run_cli_in_process
 from accel_support import BS, STUB_BIN, accel_base, error_lines, recorded, script, tool_env, workdir  # noqa: F401
 from tinybert_infer.atc import OnnxInfo, OnnxInput
 from tinybert_infer.errors import UsageError
@@ -21,12 +22,18 @@ MODERN = [ONNX, "--memPoolSize=workspace:5000", "--threads"]
 OLD = [ONNX, "--workspace=5000", "--threads"]
 
 
+def trt_perf(bs, *args, cwd, env):
+    """What `bash test/trt_perf.sh BS ARGS` runs (trt-perf --batch_size BS ARGS), in this process, the stand-in
+    trtexec on PATH all the same; the script itself: the absent-tool and dry-run tests, test_scripts_args."""
+    return run_cli_in_process("trt-perf", "--batch_size", bs, *args, cwd=cwd, env=env)
+
+
 @pytest.mark.parametrize("version, expected", [
     ("7.2.1", OLD), ("8.2.1", OLD), ("8.6.1", MODERN), ("10.8.0", MODERN), ("11.0.0", MODERN),
 ])
 def test_flags_follow_the_installed_tensorrt_and_fps_is_parsed(workdir, tmp_path, version, expected):
     env = tool_env(tmp_path, TRTEXEC_STUB_VERSION=version, TRTEXEC_STUB_GPU_MEAN_MS="0.8", TRTEXEC_STUB_QPS="1100")
-    proc = script("trt_perf.sh", BS, "--json", tmp_path / "perf.json", cwd=workdir, env=env)
+    proc = trt_perf(BS, "--json", tmp_path / "perf.json", cwd=workdir, env=env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert recorded(tmp_path, "trtexec") == [["--help"], expected]  # probe, then the measured run
     assert "fps (1000*BS/mean GPU compute time, ModelZoo): 5000.00  [GPU Compute Time mean = 0.8 ms]" in proc.stdout
@@ -38,14 +45,14 @@ def test_flags_follow_the_installed_tensorrt_and_fps_is_parsed(workdir, tmp_path
 
 
 def test_fp16_where_accepted(workdir, tmp_path):
-    proc = script("trt_perf.sh", BS, "--fp16", cwd=workdir, env=tool_env(tmp_path, TRTEXEC_STUB_VERSION="10.8.0"))
+    proc = trt_perf(BS, "--fp16", cwd=workdir, env=tool_env(tmp_path, TRTEXEC_STUB_VERSION="10.8.0"))
     assert proc.returncode == 0, proc.stderr
     assert recorded(tmp_path, "trtexec")[-1] == MODERN + ["--fp16"]
     assert "TensorRT 10.8.0, bs 4, fp16" in proc.stdout
 
 
 def test_fp16_refused_on_tensorrt_11_before_running(workdir, tmp_path):
-    proc = script("trt_perf.sh", BS, "--fp16", cwd=workdir, env=tool_env(tmp_path, TRTEXEC_STUB_VERSION="11.0.0"))
+    proc = trt_perf(BS, "--fp16", cwd=workdir, env=tool_env(tmp_path, TRTEXEC_STUB_VERSION="11.0.0"))
     assert proc.returncode == 2
     [error] = error_lines(proc)
     assert "TensorRT 11.0.0 has no --fp16" in error
@@ -68,7 +75,7 @@ def test_stand_in_rejects_what_that_release_rejects(workdir, tmp_path, version, 
 def test_a_failing_trtexec_run_reports_its_error_lines(workdir, tmp_path):
     # A wrong --trt_version makes us pass --workspace to TensorRT 10, which fails like the real one.
     env = tool_env(tmp_path, TRTEXEC_STUB_VERSION="10.8.0")
-    proc = script("trt_perf.sh", BS, "--trt_version", "8.2", cwd=workdir, env=env)
+    proc = trt_perf(BS, "--trt_version", "8.2", cwd=workdir, env=env)
     assert proc.returncode == 7
     assert "[trtexec failure]" in proc.stderr and "Unknown option: --workspace=5000" in proc.stderr
     [error] = error_lines(proc)
@@ -92,7 +99,7 @@ def test_dry_run_prints_the_command_anywhere(workdir, tmp_path):
 
 
 def test_batch_must_match_the_onnx(workdir, tmp_path):
-    proc = script("trt_perf.sh", 8, "--model", f"TinyBERT_sim_bs{BS}.onnx", cwd=workdir, env=tool_env(tmp_path))
+    proc = trt_perf(8, "--model", f"TinyBERT_sim_bs{BS}.onnx", cwd=workdir, env=tool_env(tmp_path))
     assert proc.returncode == 2 and "batch 4, but BS is 8" in proc.stderr
 
 

@@ -17,7 +17,6 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from ..checkpoint import check_vocab, find_vocab_file
 from ..data import encode, make_tokenizer
 from ..errors import DataError, ExportError, UsageError
 from ..layout import SEQ_LEN, dynamic_sim_onnx_name
@@ -49,6 +48,8 @@ def make_score_plan(*, backend: Optional[str] = None, precision: Optional[str] =
         raise UsageError(f"--precision {precision!r}: use one of {', '.join(SCORE_PRECISIONS)}")
     if max_seq_length < 2:
         raise UsageError(f"--max_seq_length must be at least 2, got {max_seq_length}")
+    from ..checkpoint import check_vocab, find_vocab_file  # here, not at the top: torch only when a run needs it
+
     model_dir = Path(model_dir).resolve()
     vocab = find_vocab_file(model_dir)  # vocab.txt or tokenizer.json; tokenizer_config.json beside it is honoured
     check_vocab(vocab)
