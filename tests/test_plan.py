@@ -112,6 +112,34 @@ def test_streams_and_per_length_shapes_compose_with_low_precision(models, tiny_c
     assert np.max(np.abs(one_stream - _static_logits(models))) < 0.5
 
 
+def test_the_per_length_model_cache_keeps_precisions_apart(models, tmp_path):
+    """OpenVINO 2026.4's cache key leaves the precision hint out: a bf16 compile importing the blob of an earlier
+    f32 compile gave wrong logits on an AMX CPU (or crashed with two streams). One cache folder per hint."""
+    from tinybert_infer.backends.openvino import OpenVinoStaticShapes
+    from tinybert_infer.plan import PlanExecutor, ov_cache_dir
+
+    dyn = tmp_path / "TinyBERT_sim_dyn.onnx"
+    shutil.copy(models["dynamic"], dyn)
+
+    def plan(precision, streams):
+        return Plan(f"openvino-{precision}", str(dyn), "length", 4, "per_length", (16, 32), streams=streams,
+                    threads=2)
+
+    def score(precision, streams, cached=True):
+        executor = open_plan(plan(precision, streams)) if cached else PlanExecutor(
+            plan(precision, streams), OpenVinoStaticShapes(dyn, batch_size=4, threads=2, precision=precision,
+                                                           streams=streams))
+        with executor:
+            return executor.score(models["feats"])
+
+    uncached = {p: score(p, 1, cached=False) for p in ("fp32", "bf16")}
+    np.testing.assert_array_equal(score("fp32", 1), uncached["fp32"])  # fills the cache with f32 blobs
+    for streams in (1, 2):
+        np.testing.assert_array_equal(score("bf16", streams), uncached["bf16"])
+        np.testing.assert_array_equal(score("fp32", streams), uncached["fp32"])
+    assert sorted(p.name for p in ov_cache_dir(dyn).iterdir()) == ["bf16", "f32"]
+
+
 def test_plan_refuses_combinations_that_cannot_run(models):
     with pytest.raises(UsageError, match="per_length"):
         Plan("ort", str(models["dynamic"]), "length", 4, "per_length")

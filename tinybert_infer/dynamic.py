@@ -22,7 +22,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from .backends.base import Backend
-from .data import folder_dtype, list_input_files, make_tokenizer, read_sample
+from .data import folder_dtype, list_input_files, make_tokenizer, path_prefix, read_samples
 from .errors import DataError, UsageError
 from .inference import RunReport, Slot, _resolve_batch, build_summary, check_run_options, execute
 from .layout import INPUT_NAMES, SEQ_LEN, sample_file_name
@@ -157,10 +157,11 @@ def read_sample_files(input_dirs: Sequence, input_names: Sequence[str] = INPUT_N
             raise DataError(f"{folder}: {len(names)} files, but {input_dirs[0]} has {len(listings[0])}")
     feats = {}
     for name, folder, names in zip(input_names, input_dirs, listings):
-        dtype = folder_dtype(folder, names[0], seq_len)
-        feats[name] = np.stack([read_sample(folder / n, seq_len, dtype) for n in names])
+        feats[name] = read_samples(folder, names, seq_len, folder_dtype(folder, names[0], seq_len))
+    prefixes = [path_prefix(d) for d in input_dirs]
+
     def infiles(index: int) -> List[str]:
-        return [str(d / names[index]) for d, names in zip(input_dirs, listings)]
+        return [prefix + names[index] for prefix, names in zip(prefixes, listings)]
 
     return Samples(feats, real_lengths(feats[MASK_NAME]), listings[0], infiles)
 
