@@ -88,12 +88,12 @@ def test_token_rows_of_any_length_score_like_padded_features(models):
 
 
 # ---------------------------------------------------------------- streams x length-aware x precision
-@pytest.mark.parametrize("precision", ["bf16", "int8"])
+@pytest.mark.parametrize("precision", ["bf16", "int8", "int8-bf16"])
 def test_streams_and_per_length_shapes_compose_with_low_precision(models, tiny_checkpoint, precision):
     from tinybert_infer.optimize import artefact_path, nncf_available
     from tinybert_infer.plan import build_candidate_artefacts
 
-    if precision == "int8" and not nncf_available():
+    if precision.startswith("int8") and not nncf_available():
         pytest.skip("nncf not installed")
     name = f"openvino-{precision}"
     path = str(artefact_path(models["dynamic"], name))

@@ -119,15 +119,15 @@ def ov_cache_dir(model: Path) -> Path:
 
 
 def backend_for(plan: Plan) -> Backend:
-    from .optimize import make_variant_backend
+    from .optimize import make_variant_backend, openvino_precision
 
     model = Path(plan.model)
     if plan.shape_policy == "per_length":
         from .backends.openvino import OpenVinoStaticShapes
 
-        # An NNCF IR carries its int8 in the graph; its other ops run in exact f32 (as make_variant_backend).
+        # An NNCF IR carries its int8 in the graph; its other ops run in exact f32 or bf16 as the variant says.
         return OpenVinoStaticShapes(model, batch_size=plan.batch_size, threads=plan.threads,
-                                    precision="bf16" if plan.precision == "bf16" else "fp32",
+                                    precision=openvino_precision(plan.variant),
                                     streams=plan.streams, cache_dir=ov_cache_dir(model))
     backend = make_variant_backend(plan.variant, None if plan.runtime == "torch" else model, threads=plan.threads,
                                    checkpoint_dir=plan.checkpoint_dir, batch_size=plan.batch_size,
@@ -282,7 +282,8 @@ def _dynamic_variants(precision: str) -> List[str]:
     if precision == "bf16":
         return ["openvino-bf16"]
     if precision == "int8":
-        return (["openvino-int8"] if nncf_available() else []) + ["ort-int8-dynamic"]
+        # int8-bf16 first: on AMX its unquantised ops (attention, GELU, LayerNorm) run in bf16, not f32.
+        return (["openvino-int8-bf16", "openvino-int8"] if nncf_available() else []) + ["ort-int8-dynamic"]
     raise UsageError(f"--precision {precision!r}: use one of fp32, int8, bf16")
 
 

@@ -38,12 +38,14 @@ def real_job_flops(config, lengths: Sequence[int], cls_only_last_layer: bool = T
     return float(total / len(lengths))
 
 
-def _static_plan(precision: str, static_model: Path, batch: int, threads: int, **build):
-    from .optimize import artefact_path, build_artefacts
+def _static_plan(precision: str, recommended, static_model: Path, batch: int, threads: int, **build):
+    """The static-64 yardstick: the recommended plan's OpenVINO variant (the same arithmetic), else the
+    precision's plain OpenVINO one."""
+    from .optimize import artefact_path, build_artefacts, variant
     from .plan import Plan
 
-    name = f"openvino-{precision}"
-    if precision == "int8":
+    name = recommended.variant if recommended.runtime == "openvino" else f"openvino-{precision}"
+    if variant(name).precision == "int8":
         build_artefacts(static_model, [name], batch_size=batch, threads=threads, **build)
     return Plan(name, str(artefact_path(static_model, name)), "static", batch, "fixed", threads=threads)
 
@@ -87,7 +89,7 @@ def model_rows(checkpoint: Path, label: str, *, bin_dir: Path, work: Path, rates
         choice = make_plan(dynamic_model=dynamic_model, precision=precision, batch_size=batch, threads=threads,
                            data=samples.feats, checkpoint_dir=checkpoint, calibration_tsv=calibration_tsv,
                            gate=gate, log=log)
-        plans = {"static-64": _static_plan(precision, static_model, batch, threads, **build),
+        plans = {"static-64": _static_plan(precision, choice.plan, static_model, batch, threads, **build),
                  "recommended": choice.plan}
         executors = {k: open_plan(p) for k, p in plans.items()}
         best: Dict[str, float] = {}
