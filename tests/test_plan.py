@@ -196,6 +196,28 @@ def test_planner_measures_on_the_data_caches_its_choice_and_measures_again_for_a
     assert third.selection["cached"] is False and seen == [13, 13]
 
 
+def test_a_changed_candidate_set_is_measured_again_not_answered_from_the_cache(models, tmp_path, monkeypatch):
+    import tinybert_infer.plan as plan_module
+
+    dyn = tmp_path / "TinyBERT_sim_dyn.onnx"
+    shutil.copy(models["dynamic"], dyn)
+    measured = []
+
+    def fake_time_plans(executors, feats, **kw):
+        measured.append(sorted(executors))
+        return {key: [100.0 + 10 * i] * 3 for i, key in enumerate(executors)}
+
+    monkeypatch.setattr(plan_module, "time_plans", fake_time_plans)
+    ort = Plan("ort", str(dyn), "length", 4, "dynamic", threads=1)
+    buckets = Plan("openvino-fp32", str(dyn), "length", 4, "per_length", (16, 32), threads=1)
+    rounded = Plan("openvino-fp32", str(dyn), "length", 4, "per_length", pad_multiple=4, threads=1)
+    for candidates in ([ort, buckets], [buckets, ort], [ort, rounded]):
+        make_plan(dynamic_model=dyn, batch_size=4, threads=1, candidates=candidates, data=models["feats"],
+                  log=lambda s: None)
+    # the same set in another order is the same question; a new candidate makes it a new one
+    assert measured == [sorted([ort.label(), buckets.label()]), sorted([ort.label(), rounded.label()])]
+
+
 # ---------------------------------------------------------------- the plan in every summary
 def test_every_infer_run_records_its_plan(models, tiny_checkpoint, tmp_path):
     shutil.copy(models["dynamic"], tmp_path / "TinyBERT_sim_dyn.onnx")

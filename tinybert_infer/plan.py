@@ -361,9 +361,14 @@ def _cache_key(plans: Sequence[Plan], batch_size: int, threads: int, precision: 
     from .roofline import cpu_model
     from .select import _versions
 
+    import hashlib
+
     models = sorted({p.model for p in plans})
     digests = ",".join(file_sha256(Path(m))[:16] if Path(m).is_file() else "missing" for m in models)
-    return "|".join(["plan", digests, f"bs{batch_size}", f"threads{threads}", precision, cpu_model(), _versions()])
+    # The candidates themselves too: a choice among other candidates (an older version's) is measured again.
+    labels = hashlib.sha256("\n".join(sorted(p.label() for p in plans)).encode()).hexdigest()[:16]
+    return "|".join(["plan", digests, f"candidates{labels}", f"bs{batch_size}", f"threads{threads}", precision,
+                     cpu_model(), _versions()])
 
 
 def make_plan(*, dynamic_model, precision: str = "fp32", batch_size: int = 32, threads: Optional[int] = None,
