@@ -116,20 +116,16 @@ def test_the_per_length_model_cache_keeps_precisions_apart(models, tmp_path):
     """OpenVINO 2026.4's cache key leaves the precision hint out: a bf16 compile importing the blob of an earlier
     f32 compile gave wrong logits on an AMX CPU (or crashed with two streams). One cache folder per hint."""
     from tinybert_infer.backends.openvino import OpenVinoStaticShapes
-    from tinybert_infer.plan import PlanExecutor, ov_cache_dir
+    from tinybert_infer.plan import PlanExecutor
 
-    dyn = tmp_path / "TinyBERT_sim_dyn.onnx"
-    shutil.copy(models["dynamic"], dyn)
-
-    def plan(precision, streams):
-        return Plan(f"openvino-{precision}", str(dyn), "length", 4, "per_length", (16, 32), streams=streams,
-                    threads=2)
+    dyn, cache = models["dynamic"], tmp_path / "ov_cache"
 
     def score(precision, streams, cached=True):
-        executor = open_plan(plan(precision, streams)) if cached else PlanExecutor(
-            plan(precision, streams), OpenVinoStaticShapes(dyn, batch_size=4, threads=2, precision=precision,
-                                                           streams=streams))
-        with executor:
+        plan = Plan(f"openvino-{precision}", str(dyn), "length", 4, "per_length", (16, 32), streams=streams,
+                    threads=2)
+        backend = OpenVinoStaticShapes(dyn, batch_size=4, threads=2, precision=precision, streams=streams,
+                                       cache_dir=cache if cached else None)
+        with PlanExecutor(plan, backend) as executor:
             return executor.score(models["feats"])
 
     uncached = {p: score(p, 1, cached=False) for p in ("fp32", "bf16")}
@@ -137,7 +133,7 @@ def test_the_per_length_model_cache_keeps_precisions_apart(models, tmp_path):
     for streams in (1, 2):
         np.testing.assert_array_equal(score("bf16", streams), uncached["bf16"])
         np.testing.assert_array_equal(score("fp32", streams), uncached["fp32"])
-    assert sorted(p.name for p in ov_cache_dir(dyn).iterdir()) == ["bf16", "f32"]
+    assert sorted(p.name for p in cache.iterdir()) == ["bf16", "f32"]
 
 
 def test_plan_refuses_combinations_that_cannot_run(models):
