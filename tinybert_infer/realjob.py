@@ -128,6 +128,7 @@ def real_job_section(*, model_dir: Path, data_dir: Path, work: Path, threads: in
                      precisions: Sequence[str] = PRECISIONS, repeats: int = 2,
                      log: Callable[[str], None] = lambda s: None) -> dict:
     """Rows for the real checkpoint and the TinyBERT-4L-312D shape (random weights, the same dev token ids)."""
+    from .bench import peak_rss_mb
     from .checkpoint import VOCAB_FILE
     from .data import preprocess
 
@@ -151,7 +152,7 @@ def real_job_section(*, model_dir: Path, data_dir: Path, work: Path, threads: in
         rows += model_rows(Path(throughput_checkpoint), "4L-312D", work=work / "4L-312D",
                            tolerance=RANDOM_WEIGHTS_TOLERANCE, **common)
     return {"rows": rows, "batch": batch, "repeats": repeats, "tsv": str(dev), "gemm_gflops": rates["gflops"],
-            "targets": targets(rows)}
+            "targets": targets(rows), "peak_rss_mb": peak_rss_mb()}
 
 
 def plan_stability(dynamic_model: Path, feats: dict, *, precision: str, batch: int, threads: int, runs: int = 10,
@@ -217,6 +218,10 @@ def markdown_section(section: Optional[dict]) -> list:
         lines.append(f"| {r['model']} | {r['precision']} | {r['kind']}: {r['plan']} | {r['samples_per_s']:.1f} | "
                      f"{limit} | {fraction} | {acc} | {r['labels_differ_from_pytorch']} | {r['compile_s'] or '-'} |")
     lines.append("")
+    if section.get("peak_rss_mb"):
+        lines.append(f"Peak RSS of the whole section (every planner and plan, one process): "
+                     f"{section['peak_rss_mb']:.0f} MB.")
+        lines.append("")
     for t in section["targets"]:
         ratio = f"{t['ratio']:.2f}" if t["ratio"] is not None else "n/a"
         lines.append(f"- {t['target']}: {ratio} ({'met' if t['met'] else 'NOT met'})")
