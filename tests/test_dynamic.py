@@ -26,10 +26,12 @@ def test_real_length_is_the_position_after_the_last_mask_value():
     assert real_lengths(mask).tolist() == [3, 1, 4, 6, 6]
 
 
-def test_plan_sorts_stably_so_ties_keep_file_order_and_the_last_batch_is_partial():
+def test_plan_sorts_stably_so_ties_keep_file_order_and_the_shortest_batch_is_the_partial_one():
     lengths = [5, 3, 5, 3, 7, 3, 1]
     batches = plan_batches(lengths, 3, width=10)
-    assert batches == [Batch((6, 1, 3), 3), Batch((5, 0, 2), 5), Batch((4,), 7)]
+    # Filler rows of a static-shape compile cost the batch's length: the partial batch is the shortest one.
+    assert batches == [Batch((6,), 1), Batch((1, 3, 5), 3), Batch((0, 2, 4), 7)]
+    assert [len(b.indices) for b in plan_batches(lengths[:6], 3, width=10)] == [3, 3]
     fed = [i for b in batches for i in b.indices]
     assert sorted(fed) == list(range(len(lengths)))  # every sample exactly once
 
@@ -92,7 +94,7 @@ def tagged_samples(lengths, width=16) -> Samples:
     return Samples(feats, real_lengths(mask), [f"input{i}.bin" for i in range(n)], lambda i: [f"sample {i}"])
 
 
-LENGTHS = [9, 4, 9, 2, 4, 16, 4, 1, 12, 9]  # ties at 4 and 9; 10 samples -> last batch of 1 at BS 3
+LENGTHS = [9, 4, 9, 2, 4, 16, 4, 1, 12, 9]  # ties at 4 and 9; 10 samples -> a first batch of 1 at BS 3
 
 
 def outputs(folder, n):
@@ -105,14 +107,15 @@ def test_results_go_back_to_their_original_samples(tmp_path):
                          output_dirname="run", warmup_count=0, show_progress=False)
     out = outputs(report.result_dir, len(LENGTHS))
     assert out[:, 0].tolist() == [1000 + i for i in range(len(LENGTHS))]
-    # Sorted: [1] [2] [4 4 4] [9 9 9] [12] [16]; batches of 3 -> lengths 4, 9, 12, 16 (last batch: 1 sample).
-    assert backend.shapes == [(3, 4), (3, 9), (3, 12), (1, 16)]
-    # Stable order 7,3 | 1,4,6 (ties at 4) | 0,2,9 (ties at 9) | 8 | 5: index 4 and 6 share a batch with 0.
-    assert out[:, 1].tolist() == [9, 4, 12, 4, 9, 16, 9, 4, 12, 12]
+    # Sorted: [1] [2] [4 4 4] [9 9 9] [12] [16]; the partial batch (10 mod 3 = 1 sample) first, the shortest,
+    # then batches of 3 -> lengths 1, 4, 9, 16.
+    assert backend.shapes == [(1, 1), (3, 4), (3, 9), (3, 16)]
+    # Stable order 7 | 3,1,4 (ties at 4) | 6,0,2 (ties at 9) | 9,8,5: index 6 shares a batch with 0, 9 with 5.
+    assert out[:, 1].tolist() == [9, 4, 9, 4, 4, 16, 9, 1, 16, 16]
     summary = read_summary(report.result_dir)
     assert summary["mode"] == "dynamic_length"
     assert summary["real_tokens"] == sum(LENGTHS)
-    assert summary["padded_tokens"] == 3 * 4 + 3 * 9 + 3 * 12 + 1 * 16
+    assert summary["padded_tokens"] == 1 * 1 + 3 * 4 + 3 * 9 + 3 * 16
     assert summary["static_tokens"] == 4 * 3 * 16  # the static path: 4 full batches at the width
     assert set(summary["filesinfo"]) == {str(i) for i in range(len(LENGTHS))}
     assert summary["filesinfo"]["5"] == {"infiles": ["sample 5"], "outfiles": [str(report.result_dir / "input5_0.txt")]}
@@ -125,12 +128,12 @@ def test_ties_keep_file_order_inside_the_batches(tmp_path):
     lengths = [3, 3, 3, 3, 3]
     run_samples(backend, tagged_samples(lengths), tmp_path, batch_size=2, output_dirname="r", warmup_count=0,
                 show_progress=False)
-    assert backend.shapes == [(2, 3), (2, 3), (1, 3)]
+    assert backend.shapes == [(1, 3), (2, 3), (2, 3)]
 
 
 @pytest.mark.parametrize("kwargs, shapes", [
-    ({"pad_multiple": 8}, [(3, 8), (3, 16), (3, 16), (1, 16)]),
-    ({"buckets": (4, 10)}, [(3, 4), (3, 10), (3, 16), (1, 16)]),
+    ({"pad_multiple": 8}, [(1, 8), (3, 8), (3, 16), (3, 16)]),
+    ({"buckets": (4, 10)}, [(1, 4), (3, 4), (3, 10), (3, 16)]),
 ])
 def test_rounded_lengths_still_restore_every_sample(tmp_path, kwargs, shapes):
     backend = EchoBackend()
@@ -144,10 +147,10 @@ def test_a_static_batch_model_gets_filler_rows_whose_outputs_are_dropped(tmp_pat
     backend = EchoBackend(batch_size=3)
     report = run_samples(backend, tagged_samples(LENGTHS), tmp_path, batch_size=3, output_dirname="r",
                          warmup_count=0, show_progress=False)
-    assert backend.shapes[-1] == (3, 16)
+    assert backend.shapes[0] == (3, 1)  # the partial batch, the shortest: 1 sample and 2 filler rows
     written = sorted(p.name for p in report.result_dir.iterdir() if p.name.endswith("_0.txt"))
     assert len(written) == len(LENGTHS)
-    assert read_summary(report.result_dir)["padded_tokens"] == 3 * (4 + 9 + 12 + 16)
+    assert read_summary(report.result_dir)["padded_tokens"] == 3 * (1 + 4 + 9 + 16)
 
 
 def test_a_failing_run_leaves_no_result_folder(tmp_path):

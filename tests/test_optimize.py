@@ -97,23 +97,28 @@ def test_int8_artefacts_are_quantised_and_run(model):
 
     root, ckpt, sim, feats, expected = model
     calib = lambda: calibration_batches(feats, BS)  # noqa: E731
-    arts = build_artefacts(sim, ["ort-int8-dynamic", "openvino-int8"], batch_size=BS, threads=1, calibration=calib,
-                           time_fn=lambda name, path: 1.0, rebuild=True)
+    arts = build_artefacts(sim, ["ort-int8-dynamic", "openvino-int8", "openvino-int8-bf16"], batch_size=BS, threads=1,
+                           calibration=calib, time_fn=lambda name, path: 1.0, rebuild=True)
     dyn = arts["ort-int8-dynamic"]
     ops = {n.op_type for n in onnx.load(str(dyn.path), load_external_data=False).graph.node}
     assert ops & {"DynamicQuantizeMatMul", "MatMulInteger", "QAttention", "DynamicQuantizeLinear"}
     assert dyn.notes["quantized_from"] in ("fused", "plain")
     ov8 = arts["openvino-int8"]
     assert ov8.notes["fake_quantize_nodes"] > 0 and ov8.path.suffix == ".xml" and ov8.path.with_suffix(".bin").is_file()
+    assert arts["openvino-int8-bf16"].path == ov8.path  # one NNCF IR; only the hint for its other ops differs
+    hints = {}
     scale = np.max(np.abs(expected))
     for name, art in arts.items():
-        logits = run_all(make_variant_backend(name, art.path, threads=1), feats)
+        backend = make_variant_backend(name, art.path, threads=1)
+        hints[name] = backend.describe().get("precision")
+        logits = run_all(backend, feats)
         assert logits.shape == expected.shape and np.all(np.isfinite(logits))
         diff = np.abs(logits - expected)
         # int8, not exact, and close: within a tenth of the logit scale, labels kept where fp32's margin is clear
         assert 0 < np.max(diff) < 0.1 * scale, (name, np.max(diff), scale)
         clear = np.abs(expected[:, 0] - expected[:, 1]) > 2 * np.max(diff)
         assert (logits.argmax(1) == expected.argmax(1))[clear].all(), name
+    assert hints["openvino-int8"] == "fp32" and hints["openvino-int8-bf16"] == "bf16"
 
 
 def test_auto_picks_a_measured_exact_fp32_artefact_and_caches_it(model, tmp_path):

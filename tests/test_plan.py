@@ -85,12 +85,12 @@ def test_token_rows_of_any_length_score_like_padded_features(models):
 
 
 # ---------------------------------------------------------------- streams x length-aware x precision
-@pytest.mark.parametrize("precision", ["bf16", "int8"])
+@pytest.mark.parametrize("precision", ["bf16", "int8", "int8-bf16"])
 def test_streams_and_per_length_shapes_compose_with_low_precision(models, tiny_checkpoint, precision):
     from tinybert_infer.optimize import artefact_path, nncf_available
     from tinybert_infer.plan import build_candidate_artefacts
 
-    if precision == "int8" and not nncf_available():
+    if precision.startswith("int8") and not nncf_available():
         pytest.skip("nncf not installed")
     name = f"openvino-{precision}"
     path = str(artefact_path(models["dynamic"], name))
@@ -107,6 +107,30 @@ def test_streams_and_per_length_shapes_compose_with_low_precision(models, tiny_c
     assert np.all(np.isfinite(dynamic)) and dynamic.shape == one_stream.shape
     # low precision stays close to exact fp32 on the same sentences
     assert np.max(np.abs(one_stream - _static_logits(models))) < 0.5
+
+
+def test_the_per_length_model_cache_keeps_precisions_apart(models, tmp_path):
+    """OpenVINO 2026.4's cache key leaves the precision hint out: a bf16 compile importing the blob of an earlier
+    f32 compile gave wrong logits on an AMX CPU (or crashed with two streams). One cache folder per hint."""
+    from tinybert_infer.backends.openvino import OpenVinoStaticShapes
+    from tinybert_infer.plan import PlanExecutor
+
+    dyn, cache = models["dynamic"], tmp_path / "ov_cache"
+
+    def score(precision, streams, cached=True):
+        plan = Plan(f"openvino-{precision}", str(dyn), "length", 4, "per_length", (16, 32), streams=streams,
+                    threads=2)
+        backend = OpenVinoStaticShapes(dyn, batch_size=4, threads=2, precision=precision, streams=streams,
+                                       cache_dir=cache if cached else None)
+        with PlanExecutor(plan, backend) as executor:
+            return executor.score(models["feats"])
+
+    uncached = {p: score(p, 1, cached=False) for p in ("fp32", "bf16")}
+    np.testing.assert_array_equal(score("fp32", 1), uncached["fp32"])  # fills the cache with f32 blobs
+    for streams in (1, 2):
+        np.testing.assert_array_equal(score("bf16", streams), uncached["bf16"])
+        np.testing.assert_array_equal(score("fp32", streams), uncached["fp32"])
+    assert sorted(p.name for p in cache.iterdir()) == ["bf16", "f32"]
 
 
 def test_plan_refuses_combinations_that_cannot_run(models):
@@ -163,6 +187,28 @@ def test_planner_measures_on_the_data_caches_its_choice_and_measures_again_for_a
     onnx.save(changed, str(dyn))
     third = make_plan(dynamic_model=dyn, batch_size=4, threads=1, candidates=plans, data=models["feats"])
     assert third.selection["cached"] is False and seen == [13, 13]
+
+
+def test_a_changed_candidate_set_is_measured_again_not_answered_from_the_cache(models, tmp_path, monkeypatch):
+    import tinybert_infer.plan as plan_module
+
+    dyn = tmp_path / "TinyBERT_sim_dyn.onnx"
+    shutil.copy(models["dynamic"], dyn)
+    measured = []
+
+    def fake_time_plans(executors, feats, **kw):
+        measured.append(sorted(executors))
+        return {key: [100.0 + 10 * i] * 3 for i, key in enumerate(executors)}
+
+    monkeypatch.setattr(plan_module, "time_plans", fake_time_plans)
+    ort = Plan("ort", str(dyn), "length", 4, "dynamic", threads=1)
+    buckets = Plan("openvino-fp32", str(dyn), "length", 4, "per_length", (16, 32), threads=1)
+    rounded = Plan("openvino-fp32", str(dyn), "length", 4, "per_length", pad_multiple=4, threads=1)
+    for candidates in ([ort, buckets], [buckets, ort], [ort, rounded]):
+        make_plan(dynamic_model=dyn, batch_size=4, threads=1, candidates=candidates, data=models["feats"],
+                  log=lambda s: None)
+    # the same set in another order is the same question; a new candidate makes it a new one
+    assert measured == [sorted([ort.label(), buckets.label()]), sorted([ort.label(), rounded.label()])]
 
 
 # ---------------------------------------------------------------- the plan in every summary

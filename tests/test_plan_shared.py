@@ -65,4 +65,8 @@ def test_the_recommended_bf16_plan_differs_from_pytorch_on_few_labels(served):
 def test_the_recommended_int8_plan_is_within_half_a_point_of_fp32(served):
     plan, predicted, gold = _recommended(served, "int8")
     _, _, oracle, accuracy = served
-    assert abs(float(np.mean(predicted == gold)) - accuracy) <= 0.005, plan.label()
+    # "within 0.5 points" bounds the loss, as the planner's gate does: int8 on an AMX host scored 0.8979 against
+    # fp32's 0.8922 (7 labels differ), which is no loss. Its labels still mostly agree with exact fp32.
+    got = float(np.mean(predicted == gold))
+    assert accuracy - got <= 0.005, (plan.label(), got, accuracy)
+    assert np.mean(predicted == oracle) >= 0.98, plan.label()

@@ -53,7 +53,7 @@ ISSUE_FP32_PEERS = {
 
 
 # ---------------------------------------------------------------- work done in a fresh process per cell
-def _peak_rss_mb() -> Optional[float]:
+def peak_rss_mb() -> Optional[float]:
     """This process's peak RSS. Not getrusage's ru_maxrss: Linux carries the forking parent's peak across
     exec into it, which would charge every child with the benchmark driver's memory."""
     try:
@@ -73,7 +73,7 @@ def _cell(task: dict) -> dict:
         if task["kind"] == "roofline":
             from .roofline import gemm_rates
 
-            return {"roofline": gemm_rates(task["threads"], task["seconds"]), "rss_mb": _peak_rss_mb()}
+            return {"roofline": gemm_rates(task["threads"], task["seconds"]), "rss_mb": peak_rss_mb()}
         from .optimize import make_variant_backend
 
         path = Path(task["path"]) if task["path"] else None
@@ -85,11 +85,11 @@ def _cell(task: dict) -> dict:
             result = measure_backend(backend, task["batch"], TimingPolicy(**task["policy"]), task["vocab_size"])
         else:
             result = _accuracy_run(backend, task)
-        result.update(describe=backend.describe(), rss_mb=_peak_rss_mb())
+        result.update(describe=backend.describe(), rss_mb=peak_rss_mb())
         return result
     except Exception as exc:  # one failing backend must not sink the whole table
         return {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}",
-                "rss_mb": _peak_rss_mb()}
+                "rss_mb": peak_rss_mb()}
 
 
 def _accuracy_run(backend, task: dict) -> dict:

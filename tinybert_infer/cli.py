@@ -246,8 +246,9 @@ def _add_length_args(p):
                      help="round each batch's length up to a multiple of N (e.g. 8)")
     pad.add_argument("--buckets", default=None, help="round each batch's length up to one of these, e.g. 16,32,48,64")
     g.add_argument("--static_shapes", action="store_true",
-                   help="OpenVINO: compile one static [batchsize, L] model per length bucket (default buckets "
-                        "16,24,32,40,48,64) and reuse it: keeps its bf16/int8 kernels on length-aware batches")
+                   help="OpenVINO: compile one static [batchsize, L] model per batch length (rounded up to "
+                        "--buckets or --pad_multiple, default a multiple of 4) and reuse it: keeps its bf16/int8 "
+                        "kernels on length-aware batches")
     g.add_argument("--tsv", type=Path, default=None,
                    help="a GLUE TSV fed directly instead of --input (tokenised with <model_dir>/vocab.txt)")
     g.add_argument("--max_seq_length", type=positive_int, default=SEQ_LEN, help="truncation for --tsv (default 64)")
@@ -302,7 +303,7 @@ def _length_executor(args, onnx_path, model_dir, buckets, samples):
     OpenVINO's per-length static shapes (--static_shapes), or the named backend as given."""
     from .backends import make_backend
     from .dynamic import default_streams
-    from .plan import DEFAULT_BUCKETS, Plan, PlanExecutor, build_candidate_artefacts, make_plan, plan_of_backend
+    from .plan import PER_LENGTH_PAD_MULTIPLE, Plan, PlanExecutor, build_candidate_artefacts, make_plan, plan_of_backend
 
     if args.dynamic_length and args.batchsize is None:
         raise UsageError("this backend has no static batch: give --batchsize")
@@ -314,8 +315,9 @@ def _length_executor(args, onnx_path, model_dir, buckets, samples):
 
         name = f"openvino-{args.precision}"
         threads = args.threads or default_threads()
+        rounding = args.pad_multiple or (None if buckets else PER_LENGTH_PAD_MULTIPLE)
         plan = Plan(name, str(artefact_path(Path(onnx_path), name)), "length", args.batchsize, "per_length",
-                    buckets or DEFAULT_BUCKETS, args.pad_multiple, streams=args.streams or 1, threads=threads)
+                    buckets, rounding, streams=args.streams or 1, threads=threads)
         build_candidate_artefacts([plan], onnx_path, batch_size=args.batchsize, threads=threads,
                                   checkpoint_dir=model_dir, calibration_tsv=_calibration_tsv())
         return PlanExecutor(plan), {}

@@ -19,7 +19,7 @@ from typing import Callable, Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 
 from .backends.base import Backend
-from .data import folder_dtype, list_input_files, read_sample
+from .data import folder_dtype, list_input_files, path_prefix, read_samples
 from .errors import DataError, PipelineError, UsageError
 from .fsutil import JsonSpool, discard_dir
 from .layout import IDS_NAME, MASK_NAME, SEGMENTS_NAME, SEQ_LEN, output_file_name
@@ -47,8 +47,7 @@ def plan_batches(num_files: int, batch: int) -> List[List[Optional[int]]]:
 def _load_batch(folder: Path, names: Sequence[str], chunk: Sequence[Optional[int]], seq_len: int,
                 dtype: str) -> np.ndarray:
     first = chunk[0]
-    rows = [read_sample(folder / names[first if i is None else i], seq_len, dtype) for i in chunk]
-    return np.stack(rows)
+    return read_samples(folder, [names[first if i is None else i] for i in chunk], seq_len, dtype)
 
 
 def _resolve_batch(backend: Backend, batch_size: Optional[int]) -> int:
@@ -125,6 +124,7 @@ def execute(backend: Backend, batches: Iterator[Tuple[dict, List[Slot]]], output
         backend.run(first[0])
     result_dir = create_result_dir(output_root, output_dirname)
     times: list = []
+    out_dir = path_prefix(result_dir)
     # filesinfo (ais_bench's per-sample record) is spooled to disk: it would otherwise be ~1 KB per sample.
     with JsonSpool(keyed=True, directory=result_dir.parent) as filesinfo:
         try:
@@ -132,10 +132,9 @@ def execute(backend: Backend, batches: Iterator[Tuple[dict, List[Slot]]], output
                 for slots, logits in _run_all(backend, itertools.chain([first], batches), loop, times):
                     check_finite_outputs(logits, slots)
                     for slot in slots:
-                        out_name = output_file_name(slot.input_name, 0, outfmt)
-                        write_output(result_dir / out_name, logits[slot.row:slot.row + 1], outfmt)
-                        filesinfo.add({"infiles": slot.infiles, "outfiles": [str(result_dir / out_name)]},
-                                      key=slot.index)
+                        out_path = out_dir + output_file_name(slot.input_name, 0, outfmt)
+                        write_output(out_path, logits[slot.row:slot.row + 1], outfmt)
+                        filesinfo.add({"infiles": slot.infiles, "outfiles": [out_path]}, key=slot.index)
                     bar.update(len(slots))
         except BaseException:
             discard_dir(result_dir)
@@ -164,13 +163,15 @@ def run_files(backend: Backend, input_dirs: Sequence, output_root, *, batch_size
     chunks = iter_batches(len(listings[0]), batch)  # lazily: memory must not grow with the sample count
     dtypes = [folder_dtype(d, names[0], seq_len) for d, names in zip(input_dirs, listings)]
 
+    prefixes = [path_prefix(d) for d in input_dirs]
+
     def feeds_for(chunk):
         return {name: _load_batch(d, names, chunk, seq_len, dtype)
                 for name, d, names, dtype in zip(backend.input_names, input_dirs, listings, dtypes)}
 
     def batches():
         for chunk in chunks:
-            slots = [Slot(row, i, listings[0][i], [str(d / names[i]) for d, names in zip(input_dirs, listings)])
+            slots = [Slot(row, i, listings[0][i], [prefix + names[i] for prefix, names in zip(prefixes, listings)])
                      for row, i in enumerate(chunk) if i is not None]  # None: a padding placeholder, not written
             yield feeds_for(chunk), slots
 

@@ -48,7 +48,12 @@ VARIANTS: Dict[str, Variant] = {v.name: v for v in (
     Variant("openvino-fp32", "openvino", "fp32", True, "OpenVINO, INFERENCE_PRECISION_HINT=f32"),
     Variant("openvino-bf16", "openvino", "bf16", False, "OpenVINO, INFERENCE_PRECISION_HINT=bf16"),
     Variant("openvino-int8", "openvino", "int8", False, "OpenVINO IR quantised by NNCF (static INT8)"),
+    Variant("openvino-int8-bf16", "openvino", "int8", False,
+            "the NNCF INT8 IR with the ops it leaves unquantised in bf16 (INFERENCE_PRECISION_HINT=bf16)"),
 )}
+# OpenVINO variants whose unquantised ops run in bf16; the others are pinned to exact f32. On a CPU without BF16
+# the hint falls back to f32 (backends/openvino reads back what the plugin uses).
+OPENVINO_BF16_VARIANTS = ("openvino-bf16", "openvino-int8-bf16")
 FP32_CANDIDATES = ("ort", "ort-fused", "openvino-fp32")  # what `auto` chooses among for exact fp32
 
 
@@ -57,6 +62,11 @@ def variant(name: str) -> Variant:
         return VARIANTS[name]
     except KeyError:
         raise UsageError(f"unknown backend variant {name!r} (choose from {', '.join(VARIANTS)})") from None
+
+
+def openvino_precision(name: str) -> str:
+    """The OpenVINO precision hint a variant runs with (backends.openvino.PRECISION_HINTS key)."""
+    return "bf16" if name in OPENVINO_BF16_VARIANTS else "fp32"
 
 
 def variants_for(precision: str) -> list[str]:
@@ -210,6 +220,8 @@ def artefact_path(sim: Path, name: str) -> Optional[Path]:
         return None
     if name in ("ort", "openvino-fp32", "openvino-bf16"):
         return sim
+    if name == "openvino-int8-bf16":  # the same NNCF IR, compiled with another hint
+        name = "openvino-int8"
     return sim.with_name(optimized_name(sim.name, name))
 
 
@@ -247,9 +259,9 @@ def build_artefacts(sim: Path, names: Sequence[str], *, batch_size: int, threads
                 timer = (lambda p: time_fn("ort-int8-dynamic", p)) if time_fn else (lambda p: 0.0)
                 notes = build_int8_dynamic(sim, fused, path, time_fn=timer)
             out[name] = Artefact(name, path, time.perf_counter() - start, notes)
-        elif name == "openvino-int8":
+        elif name in ("openvino-int8", "openvino-int8-bf16"):
             if not nncf_available():
-                log("openvino-int8 skipped: nncf is not installed")
+                log(f"{name} skipped: nncf is not installed")
                 continue
             notes = {}
             if rebuild or not _fresh(path, sim):
@@ -278,8 +290,8 @@ def make_variant_backend(name: str, path: Optional[Path], *, threads: int, check
     else:
         from .backends.openvino import OpenVinoBackend
 
-        # An NNCF IR carries its int8 in FakeQuantize nodes; the rest of it runs in exact f32.
-        backend = OpenVinoBackend(path, threads=threads, precision="bf16" if v.precision == "bf16" else "fp32",
-                                  streams=streams)
+        # An NNCF IR carries its int8 in FakeQuantize nodes; the rest of it runs in exact f32 unless the variant
+        # says bf16.
+        backend = OpenVinoBackend(path, threads=threads, precision=openvino_precision(name), streams=streams)
     backend.variant = name
     return backend

@@ -38,12 +38,14 @@ def real_job_flops(config, lengths: Sequence[int], cls_only_last_layer: bool = T
     return float(total / len(lengths))
 
 
-def _static_plan(precision: str, static_model: Path, batch: int, threads: int, **build):
-    from .optimize import artefact_path, build_artefacts
+def _static_plan(precision: str, recommended, static_model: Path, batch: int, threads: int, **build):
+    """The static-64 yardstick: the recommended plan's OpenVINO variant (the same arithmetic), else the
+    precision's plain OpenVINO one."""
+    from .optimize import artefact_path, build_artefacts, variant
     from .plan import Plan
 
-    name = f"openvino-{precision}"
-    if precision == "int8":
+    name = recommended.variant if recommended.runtime == "openvino" else f"openvino-{precision}"
+    if variant(name).precision == "int8":
         build_artefacts(static_model, [name], batch_size=batch, threads=threads, **build)
     return Plan(name, str(artefact_path(static_model, name)), "static", batch, "fixed", threads=threads)
 
@@ -87,7 +89,7 @@ def model_rows(checkpoint: Path, label: str, *, bin_dir: Path, work: Path, rates
         choice = make_plan(dynamic_model=dynamic_model, precision=precision, batch_size=batch, threads=threads,
                            data=samples.feats, checkpoint_dir=checkpoint, calibration_tsv=calibration_tsv,
                            gate=gate, log=log)
-        plans = {"static-64": _static_plan(precision, static_model, batch, threads, **build),
+        plans = {"static-64": _static_plan(precision, choice.plan, static_model, batch, threads, **build),
                  "recommended": choice.plan}
         executors = {k: open_plan(p) for k, p in plans.items()}
         best: Dict[str, float] = {}
@@ -126,6 +128,7 @@ def real_job_section(*, model_dir: Path, data_dir: Path, work: Path, threads: in
                      precisions: Sequence[str] = PRECISIONS, repeats: int = 2,
                      log: Callable[[str], None] = lambda s: None) -> dict:
     """Rows for the real checkpoint and the TinyBERT-4L-312D shape (random weights, the same dev token ids)."""
+    from .bench import peak_rss_mb
     from .checkpoint import VOCAB_FILE
     from .data import preprocess
 
@@ -149,7 +152,7 @@ def real_job_section(*, model_dir: Path, data_dir: Path, work: Path, threads: in
         rows += model_rows(Path(throughput_checkpoint), "4L-312D", work=work / "4L-312D",
                            tolerance=RANDOM_WEIGHTS_TOLERANCE, **common)
     return {"rows": rows, "batch": batch, "repeats": repeats, "tsv": str(dev), "gemm_gflops": rates["gflops"],
-            "targets": targets(rows)}
+            "targets": targets(rows), "peak_rss_mb": peak_rss_mb()}
 
 
 def plan_stability(dynamic_model: Path, feats: dict, *, precision: str, batch: int, threads: int, runs: int = 10,
@@ -215,6 +218,10 @@ def markdown_section(section: Optional[dict]) -> list:
         lines.append(f"| {r['model']} | {r['precision']} | {r['kind']}: {r['plan']} | {r['samples_per_s']:.1f} | "
                      f"{limit} | {fraction} | {acc} | {r['labels_differ_from_pytorch']} | {r['compile_s'] or '-'} |")
     lines.append("")
+    if section.get("peak_rss_mb"):
+        lines.append(f"Peak RSS of the whole section (every planner and plan, one process): "
+                     f"{section['peak_rss_mb']:.0f} MB.")
+        lines.append("")
     for t in section["targets"]:
         ratio = f"{t['ratio']:.2f}" if t["ratio"] is not None else "n/a"
         lines.append(f"- {t['target']}: {ratio} ({'met' if t['met'] else 'NOT met'})")
