@@ -258,7 +258,8 @@ def test_tool_report_must_show_bs_files_per_batch_and_the_claimed_folder(tmp_pat
     from tinybert_infer.errors import ToolError
 
     folder = tmp_path / "result" / "2024_01_01-00_00_00"
-    good = f"[INFO] output path:{folder}\n[INFO] get filesperbatch files0 size:256 tensor0size:4096 filesperbatch:16 runcount:55\n"
+    good = (f"[INFO] output path:{folder}\n"
+            "[INFO] get filesperbatch files0 size:256 tensor0size:4096 filesperbatch:16 runcount:55\n")
     check_tool_report(good, folder, 16)
     with pytest.raises(ToolError, match="packed 8 files per batch, not BS 16"):
         check_tool_report(good.replace("filesperbatch:16", "filesperbatch:8"), folder, 16)
@@ -356,7 +357,8 @@ def test_manifest_check_reads_the_real_one_line_summary(workdir, tmp_path):
     post = script("postprocess_data.sh", "swapped", cwd=workdir, env=env)
     assert post.returncode == 5, post.stdout + post.stderr
     [error] = error_lines(post)
-    assert "swapped_summary.json: sample 0 was computed from bert_bin/input_ids/input0.bin, bert_bin/input_mask/input0.bin" in error
+    assert ("swapped_summary.json: sample 0 was computed from bert_bin/input_ids/input0.bin, "
+            "bert_bin/input_mask/input0.bin") in error
 
 
 @early_job("run_all_chip")

@@ -47,7 +47,7 @@ def test_single_tsv_layout_and_pytorch_labels(tmp_path, tiny_checkpoint, tiny_dy
     logits = np.array([[float(v) for v in r[3:]] for r in rows])
     np.testing.assert_allclose(logits, expected, atol=1e-4)
     assert [int(r[2]) for r in rows] == expected.argmax(1).tolist()
-    acc = float(np.mean(expected.argmax(1) == np.array([int(l) for _, l in SENTENCES])))
+    acc = float(np.mean(expected.argmax(1) == np.array([int(label) for _, label in SENTENCES])))
     assert f"acc:{acc:.4f}" in out
     summary = json.loads(summary_path(folder).read_text())
     assert summary["sentences"] == len(SENTENCES) and summary["engine"] == "local"

@@ -517,7 +517,8 @@ def render_markdown(r: dict) -> str:
               f"layer: the limit's yardstick); the exported graphs and the PyTorch module compute "
               f"{tp.get('executed_gflop_per_sample', tp['gflop_per_sample']):.3f} (the last layer for the [CLS] row "
               "only, the one the classifier reads; same logits). Samples/s = batch / median batch latency.",
-              f"- Machine limit (GEMM {roof['gemm_size']}^3, {roof['threads']} threads, best of the run's start and end): fp32 {_fmt(roof['gflops']['fp32'])} "
+              f"- Machine limit (GEMM {roof['gemm_size']}^3, {roof['threads']} threads, best of the run's start and end): "
+              f"fp32 {_fmt(roof['gflops']['fp32'])} "
               f"GFLOP/s -> {_fmt(lim['fp32'])} samples/s; int8 {_fmt(roof['gflops']['int8'])} GOP/s -> "
               f"{_fmt(lim['int8'])} samples/s; bf16 {_fmt(roof['gflops']['bf16'])} GFLOP/s -> {_fmt(lim['bf16'])} samples/s.",
               ]

@@ -2,9 +2,10 @@
 
 Everything about the network comes from the folder's own files: layers, hidden size, heads and vocabulary
 from config.json, the classifier head from its architectures (specs.py, or --head), the label count from the
-classifier weight, the order of its outputs from id2label (labels.py: put into dataset order). Weights are read without executing pickled code (torch.load(weights_only=True) or
-safetensors), whole or sharded (*.index.json), and must be finite. The folder may be a Hugging Face cache
-entry (models--org--name, or one of its snapshots/<hash> folders).
+classifier weight, the order of its outputs from id2label (labels.py: put into dataset order). Weights are
+read without executing pickled code (torch.load(weights_only=True) or safetensors), whole or sharded
+(*.index.json), and must be finite. The folder may be a Hugging Face cache entry (models--org--name, or one of
+its snapshots/<hash> folders).
 """
 
 from __future__ import annotations

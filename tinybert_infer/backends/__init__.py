@@ -14,8 +14,8 @@ def make_backend(name: str, *, onnx_path=None, checkpoint_dir=None, batch_size=N
     from ..errors import UsageError
 
     if head is not None and name != "torch":
-        raise UsageError(f"--head applies to --backend torch only: an exported graph has its head built in "
-                         f"(give --head to export instead)")
+        raise UsageError("--head applies to --backend torch only: an exported graph has its head built in "
+                         "(give --head to export instead)")
     if streams != 1 and name != "openvino":
         raise UsageError(f"--streams {streams}: only --backend openvino runs several batches at once")
     if name == "auto":  # the fastest artefact of this precision, measured here (tinybert_infer/select.py)

@@ -56,7 +56,8 @@ def add_command(sub):
 
 def cmd_score(args) -> int:
     summary, folder = score_corpus(args.tsv, engine=args.engine, fmt=args.format, backend=args.backend,
-                                   precision=args.precision, data_dir=args.data_dir, model=args.model, model_dir=args.model_dir or default_model_dir(),
+                                   precision=args.precision, data_dir=args.data_dir, model=args.model,
+                                   model_dir=args.model_dir or default_model_dir(),
                                    batch_size=args.batch_size, threads=args.threads,
                                    max_seq_length=args.max_seq_length, chunk_rows=args.chunk_rows,
                                    output_root=args.output, output_dirname=args.output_dirname,

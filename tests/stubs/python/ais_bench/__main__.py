@@ -233,7 +233,7 @@ def main():
                 save(path, part, args.outfmt)
                 if index is not None:
                     sample = b * files_per_batch + slot
-                    entry = filesinfo.setdefault(sample, {"infiles": [l[index] for l in listing], "outfiles": []})
+                    entry = filesinfo.setdefault(sample, {"infiles": [files[index] for files in listing], "outfiles": []})
                     entry["outfiles"].append(path)
 
     times = list(session.sumary().exec_time_list)
