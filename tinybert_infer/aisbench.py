@@ -24,7 +24,7 @@ from typing import List, Optional, Sequence
 
 from .errors import DataError, ToolError, UsageError
 from .fsutil import discard_dir
-from .layout import DEFAULT_BIN_DIR, DEFAULT_RESULT_DIR, FILE_DTYPES, INPUT_NAMES, MANIFEST_NAME, om_stem
+from .layout import DEFAULT_BIN_DIR, DEFAULT_RESULT_DIR, FILE_DTYPES, INPUT_NAMES, om_stem
 from .results import OUTFMTS, clear_incomplete, create_result_dir, summary_path
 from .tools import command_line, run_streamed
 
@@ -115,16 +115,6 @@ def _sample_bytes(folder: Path) -> tuple:
     return first, first.stat().st_size
 
 
-def _inputs_dtype(input_dirs: Sequence) -> Optional[str]:
-    """The dtype preprocessing recorded for these folders (their parent's manifest), if any."""
-    from .data import read_manifest
-
-    bin_dir = Path(input_dirs[0]).parent
-    if not (bin_dir / MANIFEST_NAME).is_file():
-        return None  # folders made by another tool: the size check alone applies
-    return read_manifest(bin_dir).get("dtype", "int64")  # manifests before --dtype were all int64
-
-
 def check_inputs_fit(om: Path, om_inputs: Sequence[OmTensor], input_dirs: Sequence, batch_size: int) -> None:
     """Each OM input must take exactly batch_size of its folder's files, in their dtype.
 
@@ -132,7 +122,9 @@ def check_inputs_fit(om: Path, om_inputs: Sequence[OmTensor], input_dirs: Sequen
     OM whose inputs atc made int32 are packed BS/2 to a batch at any even BS and scored wrongly."""
     if len(om_inputs) != len(input_dirs):
         raise DataError(f"{om}: {len(om_inputs)} inputs, but {len(input_dirs)} input folders were given")
-    files_dtype = _inputs_dtype(input_dirs)
+    from .data import manifest_dtype
+
+    files_dtype = manifest_dtype(Path(input_dirs[0]).parent)  # None: another tool's folders, size check only
     for tensor, folder in zip(om_inputs, input_dirs):
         first, size = _sample_bytes(Path(folder))
         if size * batch_size == tensor.realsize and files_dtype in (None, tensor.dtype):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections.abc
+import functools
 import hashlib
 import json
 import os
@@ -228,12 +229,18 @@ def manifest_tokenizer(manifest: dict) -> dict:
     return manifest.get("tokenizer") or TokenizerSettings().record()
 
 
+def check_tokenizer_match(path, what: str, made_with: Optional[str], other: str, expected: Optional[str], fix: str,
+                          error=DataError) -> None:
+    """Ids made with other tokenizer switches than the model's (cased vs uncased) give wrong labels without
+    any other sign: refuse them, naming the file that says so."""
+    if made_with is not None and expected is not None and made_with != expected:
+        raise error(f"{path}: {what} {made_with}, but {other} uses {expected}; {fix}")
+
+
 def check_inputs_tokenizer(manifest_path, manifest: dict, model_tokenizer: Optional[str], error=DataError) -> None:
-    """Inputs tokenised with other switches than the model's own give wrong labels without any other sign."""
-    made_with = describe_tokenizer(manifest_tokenizer(manifest))
-    if model_tokenizer is not None and made_with != model_tokenizer:
-        raise error(f"{manifest_path}: inputs were tokenised with {made_with}, but the model's tokenizer uses "
-                    f"{model_tokenizer}; preprocess again with this model's folder (--model_dir)")
+    check_tokenizer_match(manifest_path, "inputs were tokenised with", describe_tokenizer(manifest_tokenizer(manifest)),
+                          "the model's tokenizer",
+                          model_tokenizer, "preprocess again with this model's folder (--model_dir)", error)
 
 
 def manifest_digest(bin_dir) -> Optional[str]:
@@ -303,18 +310,33 @@ def list_input_files(folder) -> Sequence[str]:
     return sorted(sorted(names), key=natural_key)
 
 
+def manifest_dtype(bin_dir) -> Optional[str]:
+    """The integer type preprocessing recorded in bin_dir's manifest, or None when there is no manifest
+    (folders made by another tool). Read once per bin_dir and run: its input folders share it."""
+    manifest_path = Path(bin_dir) / MANIFEST_NAME
+    if not manifest_path.is_file():
+        return None
+    stat = manifest_path.stat()
+    return _manifest_dtype(manifest_path.resolve(), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=8)
+def _manifest_dtype(manifest_path: Path, mtime_ns: int, size: int) -> str:  # keyed by the file's version
+    dtype = read_manifest(manifest_path.parent).get("dtype", "int64")  # manifests before --dtype were all int64
+    if dtype not in FILE_DTYPES:
+        raise DataError(f"{manifest_path}: dtype {dtype!r}, expected one of {', '.join(FILE_DTYPES)}")
+    return dtype
+
+
 def folder_dtype(folder, first_name: str, seq_len: int) -> str:
     """The integer type of one input folder's .bin files, decided once for the folder: the dtype its
     preprocessing manifest records (the parent folder's), else int32 only when the first file is exactly
     seq_len int32 values. Every file is then read with that type, so a truncated int64 file of half the size
     is an error, never silently read as int32."""
     folder = Path(folder)
-    manifest_path = folder.parent / MANIFEST_NAME
-    if manifest_path.is_file():
-        dtype = read_manifest(folder.parent).get("dtype", "int64")  # manifests before --dtype were all int64
-        if dtype not in FILE_DTYPES:
-            raise DataError(f"{manifest_path}: dtype {dtype!r}, expected one of {', '.join(FILE_DTYPES)}")
-        return dtype
+    recorded = manifest_dtype(folder.parent)
+    if recorded is not None:
+        return recorded
     first = folder / first_name
     try:
         int32 = first.suffix.lower() != ".npy" and first.stat().st_size == seq_len * 4

@@ -36,17 +36,24 @@ def dataset_label_of(name: str, num_labels: int) -> Optional[int]:
     return None
 
 
+def model_output_names(raw_config: dict, config_path: Path = Path("config.json")) -> dict:
+    """config.json's id2label as {output index: name}; empty when absent."""
+    id2label = raw_config.get("id2label")
+    if not isinstance(id2label, dict) or not id2label:
+        return {}
+    try:
+        return {int(index): str(name) for index, name in id2label.items()}
+    except (TypeError, ValueError):
+        raise CheckpointError(f"{config_path}: id2label keys {list(id2label)!r} are not output indices") from None
+
+
 def output_order(raw_config: dict, num_labels: int, config_path: Path) -> tuple:
     """For dataset label k, the checkpoint's output index that scores it (identity when id2label is absent
     or already in dataset order). Names that do not say which dataset label they are, or that name one twice,
     are refused: guessing would give silently wrong labels."""
-    id2label = raw_config.get("id2label")
-    if not isinstance(id2label, dict) or not id2label:
+    names = model_output_names(raw_config, config_path)
+    if not names:
         return tuple(range(num_labels))
-    try:
-        names = {int(index): name for index, name in id2label.items()}
-    except (TypeError, ValueError):
-        raise CheckpointError(f"{config_path}: id2label keys {list(id2label)!r} are not output indices") from None
     if sorted(names) != list(range(num_labels)):
         raise CheckpointError(f"{config_path}: id2label names outputs {sorted(names)}, the classifier has "
                               f"{num_labels} (0..{num_labels - 1})")
@@ -72,7 +79,6 @@ def reorder_classifier(state: dict, order: tuple) -> dict:
 
 def labels_record(raw_config: dict, order: tuple) -> list:
     """What a run records: for dataset label k (in output order), the checkpoint's own name and output index."""
-    id2label = raw_config.get("id2label")
-    names = {int(i): str(n) for i, n in id2label.items()} if isinstance(id2label, dict) and id2label else {}
+    names = model_output_names(raw_config)
     return [{"label": k, "model_output": index, "model_name": names.get(index, f"LABEL_{index}")}
             for k, index in enumerate(order)]

@@ -18,7 +18,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from ..data import encode, make_tokenizer
-from ..errors import DataError, ExportError, UsageError
+from ..errors import ExportError, UsageError
 from ..layout import SEQ_LEN, dynamic_sim_onnx_name
 
 SCORE_BACKENDS = ("onnxruntime", "openvino", "torch")  # exact fp32 runtimes (OpenVINO with f32 pinned)
@@ -99,16 +99,13 @@ def choose_run_plan(precision: str, onnx: Path, *, model_dir: Path, data_dir: Op
 
 
 def check_graph_tokenizer(onnx: Path, vocab: Path) -> None:
-    """A graph exported from a checkpoint with other tokenizer switches (cased vs uncased) would be fed ids it
-    was never trained on, with no other sign than wrong labels."""
-    from ..data import read_tokenizer_settings
+    """A graph exported from a checkpoint with other tokenizer switches would be fed ids it was never trained on."""
+    from ..data import check_tokenizer_match, read_tokenizer_settings
     from ..specs import METADATA_TOKENIZER, read_onnx_metadata
 
-    exported_with = read_onnx_metadata(onnx).get(METADATA_TOKENIZER)
-    here = read_tokenizer_settings(vocab.parent).label()
-    if exported_with is not None and exported_with != here:
-        raise DataError(f"{onnx}: exported from a checkpoint whose tokenizer uses {exported_with}, but "
-                        f"{vocab.parent} uses {here}; give the --model_dir it was exported from")
+    check_tokenizer_match(onnx, "exported from a checkpoint whose tokenizer uses",
+                          read_onnx_metadata(onnx).get(METADATA_TOKENIZER), str(vocab.parent),
+                          read_tokenizer_settings(vocab.parent).label(), "give the --model_dir it was exported from")
 
 
 class Scorer:
