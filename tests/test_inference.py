@@ -15,7 +15,7 @@ from tinybert_infer.checkpoint import load_model
 from tinybert_infer.data import preprocess
 from tinybert_infer.errors import ResultError
 from tinybert_infer.export import export_checkpoint
-from tinybert_infer.inference import plan_batches, run_files
+from tinybert_infer.inference import iter_batches, run_files
 from tinybert_infer.results import format_txt, read_output
 
 N = len(SENTENCES)  # 13: not a multiple of 2, 4 or 5, so the last batch is padded
@@ -43,10 +43,10 @@ def torch_logits(checkpoint_dir, workdir):
         return model(*map(torch.from_numpy, feats)).numpy()
 
 
-def test_plan_batches_pads_last_chunk():
-    assert plan_batches(5, 2) == [[0, 1], [2, 3], [4, None]]
-    assert plan_batches(4, 4) == [[0, 1, 2, 3]]
-    assert plan_batches(1, 3) == [[0, None, None]]
+def test_batches_pad_the_last_chunk():
+    assert list(iter_batches(5, 2)) == [[0, 1], [2, 3], [4, None]]
+    assert list(iter_batches(4, 4)) == [[0, 1, 2, 3]]
+    assert list(iter_batches(1, 3)) == [[0, None, None]]
 
 
 @pytest.mark.parametrize("bs", [1, 4, 5])

@@ -17,11 +17,10 @@ from pathlib import Path
 from typing import List, Optional, Sequence
 
 from .errors import ExportError, ToolError, UsageError
-from .layout import om_stem, sim_onnx_name
+from .layout import DEFAULT_OPSET, om_stem, require_model, sim_onnx_name
 from .tools import command_line, passthrough, require_tool, run_streamed
 
-# opset 11 is the one every CANN version takes (5.x/6.x: only 11; 7.0: 9-18; 8.0: 11-15; 9.x: 11-18).
-PORTABLE_OPSET = 11
+# layout.DEFAULT_OPSET (11) is the one every CANN version takes (5.x/6.x: only 11; 7.0: 9-18; 8.0: 11-15; 9.x: 11-18).
 ACCEPTED_OPSETS = range(11, 19)
 LOG_LEVELS = ("debug", "info", "warning", "error", "null")
 INSTALL_HINT = ("install the CANN toolkit and source its environment "
@@ -55,9 +54,7 @@ def read_onnx_info(path) -> OnnxInfo:
     """Input names, dims, dtypes and the default-domain opset of an ONNX file (weights not loaded)."""
     import onnx
 
-    path = Path(path)
-    if not path.is_file():
-        raise ExportError(f"{path}: ONNX model not found (run bash test/pth2onnx.sh BS first)")
+    path = require_model(path)
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # protobuf raises several unrelated types for a corrupt file
@@ -82,8 +79,8 @@ def check_for_atc(info: OnnxInfo, batch_size: int) -> None:
     """Reject now what atc would reject after a long run."""
     path = info.path
     if info.opset not in ACCEPTED_OPSETS:
-        raise ExportError(f"{path}: opset {info.opset}; atc takes opset {PORTABLE_OPSET} on every CANN version "
-                          f"(re-export with --opset {PORTABLE_OPSET})")
+        raise ExportError(f"{path}: opset {info.opset}; atc takes opset {DEFAULT_OPSET} on every CANN version "
+                          f"(re-export with --opset {DEFAULT_OPSET})")
     for inp in info.inputs:
         if inp.elem_type != "INT64":
             raise ExportError(f"{path}: input {inp.name} is {inp.elem_type}; the preprocessed files are int64, "
@@ -167,8 +164,8 @@ def convert(model: Path, batch_size: int, chip: str, *, output: Optional[str] = 
     output = output or om_stem(batch_size)
     info = read_onnx_info(model)
     check_for_atc(info, batch_size)
-    if info.opset != PORTABLE_OPSET:
-        print(f"warning: {model}: opset {info.opset}; CANN 5.x/6.x take only opset {PORTABLE_OPSET} "
+    if info.opset != DEFAULT_OPSET:
+        print(f"warning: {model}: opset {info.opset}; CANN 5.x/6.x take only opset {DEFAULT_OPSET} "
               f"and CANN 8.0 at most 15", file=sys.stderr)
     atc = "atc" if dry_run else require_tool("atc", INSTALL_HINT, atc_path)
     argv = build_atc_command(info, chip, output=output, log=log, extra=extra, atc=atc)

@@ -24,10 +24,9 @@ import numpy as np
 from .backends.base import Backend
 from .data import folder_dtype, list_input_files, make_tokenizer, path_prefix, read_samples
 from .errors import DataError, UsageError
-from .inference import RunReport, Slot, _resolve_batch, build_summary, check_run_options, execute
-from .layout import INPUT_NAMES, SEQ_LEN, sample_file_name
+from .inference import RunReport, Slot, resolve_batch_size, build_summary, check_run_options, execute
+from .layout import IDS_NAME, INPUT_NAMES, MASK_NAME, SEGMENTS_NAME, SEQ_LEN, sample_file_name
 
-MASK_NAME = INPUT_NAMES[2]
 MODES = ("dynamic_length", "static")
 TOKENIZE_CHUNK = 512
 # OpenVINO streams for length-aware batches: narrow batches (M = batch x ~26 rows on SST-2) make GEMMs that two
@@ -195,8 +194,8 @@ def read_tsv_samples(tsv_path, vocab_file, max_seq_length: int = SEQ_LEN) -> Sam
     lengths = np.array([len(row) for row in ids], dtype=np.int64)
     feats = {name: np.zeros((len(ids), max_seq_length), np.int64) for name in INPUT_NAMES}
     for row, (tokens, segs) in enumerate(zip(ids, segments)):
-        feats[INPUT_NAMES[0]][row, :len(tokens)] = tokens
-        feats[INPUT_NAMES[1]][row, :len(segs)] = segs
+        feats[IDS_NAME][row, :len(tokens)] = tokens
+        feats[SEGMENTS_NAME][row, :len(segs)] = segs
         feats[MASK_NAME][row, :len(tokens)] = 1
     names = [sample_file_name(i) for i in range(len(ids))]
 
@@ -208,7 +207,7 @@ def read_tsv_samples(tsv_path, vocab_file, max_seq_length: int = SEQ_LEN) -> Sam
 
 
 # ---------------------------------------------------------------- running
-def _feeds(samples: Samples, batch: Batch, input_names: Sequence[str], fed_batch: int) -> dict:
+def batch_feeds(samples: Samples, batch: Batch, input_names: Sequence[str], fed_batch: int) -> dict:
     rows = list(batch.indices)
     rows += [rows[0]] * (fed_batch - len(rows))  # a static-batch model: filler copies, as ais_bench pads
     return {name: np.ascontiguousarray(samples.feats[name][rows, :batch.length]) for name in input_names}
@@ -234,7 +233,7 @@ def run_samples(backend: Backend, samples: Samples, output_root, *, batch_size: 
     """Run samples in length-sorted batches and write ais_bench's result folder, one file per original sample."""
     outfmt = check_run_options(outfmt, loop, warmup_count)
     _check_backend(backend, samples, mode)
-    batch = _resolve_batch(backend, batch_size)
+    batch = resolve_batch_size(backend, batch_size)
     fed_batch = backend.batch_size or 1  # rows a static-batch model must get; dynamic batch: as many as real
     batches = plan_batches(samples.lengths, batch, width=samples.width, pad_multiple=pad_multiple,
                            buckets=buckets, mode=mode)
@@ -243,7 +242,7 @@ def run_samples(backend: Backend, samples: Samples, output_root, *, batch_size: 
         for planned in batches:  # filler rows come after the real ones: they get no slot
             slots = [Slot(row, index, samples.file_names[index], samples.infiles(index))
                      for row, index in enumerate(planned.indices)]
-            yield _feeds(samples, planned, backend.input_names, fed_batch), slots
+            yield batch_feeds(samples, planned, backend.input_names, fed_batch), slots
 
     def summarize(times):
         extra = dict(samples.summary_extra)

@@ -110,7 +110,20 @@ def staged_file(final: Path, sweep: bool = True):
         raise
 
 
-class JsonSpool:
+class ClosesOnExit:
+    """`with obj:` closes obj on the way out, whatever happened (subclasses define close)."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class JsonSpool(ClosesOnExit):
     """A JSON array (or object, with keys) that grows on disk instead of in memory, for per-sample records
     (a summary's filesinfo, a manifest's labels). The backing file is unlinked from the start: nothing is
     left behind whatever happens. Written out in place of a value by dump_json / write_json_atomic."""
@@ -139,12 +152,6 @@ class JsonSpool:
 
     def close(self) -> None:
         self._file.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
 
 def dump_json(obj, out, indent: Optional[int] = 2) -> None:

@@ -40,17 +40,13 @@ def iter_batches(num_files: int, batch: int) -> Iterator[List[Optional[int]]]:
         yield chunk + [None] * (batch - len(chunk))
 
 
-def plan_batches(num_files: int, batch: int) -> List[List[Optional[int]]]:
-    return list(iter_batches(num_files, batch))
-
-
 def _load_batch(folder: Path, names: Sequence[str], chunk: Sequence[Optional[int]], seq_len: int,
                 dtype: str) -> np.ndarray:
     first = chunk[0]
     return read_samples(folder, [names[first if i is None else i] for i in chunk], seq_len, dtype)
 
 
-def _resolve_batch(backend: Backend, batch_size: Optional[int]) -> int:
+def resolve_batch_size(backend: Backend, batch_size: Optional[int]) -> int:
     if backend.batch_size is not None:
         if batch_size is not None and batch_size != backend.batch_size:
             # ais_bench only uses --batchsize for the throughput figure; a mismatch is a user error here.
@@ -159,7 +155,7 @@ def run_files(backend: Backend, input_dirs: Sequence, output_root, *, batch_size
         if len(names) != len(listings[0]):
             raise DataError(f"{folder}: {len(names)} files, but {input_dirs[0]} has {len(listings[0])}")
     seq_len = backend.seq_len or seq_len
-    batch = _resolve_batch(backend, batch_size)
+    batch = resolve_batch_size(backend, batch_size)
     chunks = iter_batches(len(listings[0]), batch)  # lazily: memory must not grow with the sample count
     dtypes = [folder_dtype(d, names[0], seq_len) for d, names in zip(input_dirs, listings)]
 
@@ -184,7 +180,7 @@ def run_files(backend: Backend, input_dirs: Sequence, output_root, *, batch_size
 def run_pure(backend: Backend, *, batch_size: Optional[int] = None, loop: int = 100, warmup_count: int = 1,
              pure_data_type: str = "zero", seq_len: int = SEQ_LEN, vocab_size: int = 100, seed: int = 0) -> RunReport:
     """ais_bench's pure-inference performance mode: no input files, one generated batch, `loop` executions."""
-    batch = _resolve_batch(backend, batch_size)
+    batch = resolve_batch_size(backend, batch_size)
     seq_len = backend.seq_len or seq_len
     shape = (batch, seq_len)
     if pure_data_type == "zero":

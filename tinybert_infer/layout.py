@@ -5,12 +5,13 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
+from typing import Optional
 
 SEQ_LEN = 64
 INPUT_NAMES = ("input_ids", "segment_ids", "input_mask")
 IDS_NAME, SEGMENTS_NAME, MASK_NAME = INPUT_NAMES  # the inputs by role: code never indexes INPUT_NAMES
 OUTPUT_NAME = "output"
-DEFAULT_OPSET = 11
+DEFAULT_OPSET = 11  # the opset every atc (CANN 5.x to 9.x) takes; atc.py warns on others
 
 # ModelZoo defaults, relative to the working directory; overridable by flags or these variables.
 MODEL_DIR_ENV = "TINYBERT_MODEL_DIR"
@@ -81,3 +82,27 @@ _DIGITS = re.compile(r"(\d+)")
 def natural_key(name: str):
     """Sort key comparing digit runs as integers (input2 < input10), as ais_bench does."""
     return [int(part) if part.isdigit() else part for part in _DIGITS.split(name)]
+
+
+DYNAMIC_EXPORT_HINT = f"run python -m tinybert_infer export --dynamic, which writes {dynamic_sim_onnx_name()}"
+
+
+def export_hint(path: Path) -> str:
+    """How to make a missing model file, from its ModelZoo name."""
+    static = re.fullmatch(r"TinyBERT_(?:sim_)?bs(\d+)\.onnx", path.name)
+    if static:
+        return f"run bash test/pth2onnx.sh {static[1]} first"
+    if path.name in (dynamic_onnx_name(), dynamic_sim_onnx_name()):
+        return DYNAMIC_EXPORT_HINT
+    return "export it first: bash test/pth2onnx.sh BS, or python -m tinybert_infer export --dynamic"
+
+
+def require_model(path, hint: Optional[str] = None) -> Path:
+    """The model file itself, or the one-line error naming it and how to make it (every stage asks here)."""
+    from .errors import ExportError
+
+    path = Path(path)
+    if not path.is_file():
+        kind = {".onnx": "ONNX model", ".xml": "OpenVINO IR"}.get(path.suffix.lower(), "model")
+        raise ExportError(f"{path}: {kind} not found ({hint or export_hint(path)})")
+    return path

@@ -28,7 +28,7 @@ import numpy as np
 
 from .errors import ExportError, UsageError
 from .fsutil import staged_file
-from .layout import IDS_NAME, optimized_name
+from .layout import IDS_NAME, optimized_name, require_model
 
 
 @dataclass(frozen=True)
@@ -234,9 +234,7 @@ def build_artefacts(sim: Path, names: Sequence[str], *, batch_size: int, threads
     calibration: returns the list of feed dicts NNCF calibrates on (only called when openvino-int8 is built).
     time_fn(variant, path) -> samples/s, used to pick the faster INT8 source graph.
     """
-    sim = Path(sim)
-    if not sim.is_file():
-        raise ExportError(f"{sim}: ONNX model not found (run bash test/pth2onnx.sh BS first)")
+    sim = require_model(sim)
     out: Dict[str, Artefact] = {}
     wanted = [variant(n).name for n in names]
     needs_fused = any(n in ("ort-fused", "ort-int8-dynamic") for n in wanted)
@@ -278,20 +276,10 @@ def make_variant_backend(name: str, path: Optional[Path], *, threads: int, check
     """The Backend that runs one variant's artefact with a fixed thread count and explicit precision.
 
     streams: OpenVINO execution streams (ignored by the other runtimes)."""
-    v = variant(name)
-    if v.runtime == "torch":
-        from .backends.torch_eager import TorchBackend
+    from .backends import open_runtime
 
-        return TorchBackend(checkpoint_dir, batch_size=batch_size, threads=threads)
-    if v.runtime == "onnxruntime":
-        from .backends.onnxruntime import OnnxRuntimeBackend
-
-        backend = OnnxRuntimeBackend(path, threads=threads)
-    else:
-        from .backends.openvino import OpenVinoBackend
-
-        # An NNCF IR carries its int8 in FakeQuantize nodes; the rest of it runs in exact f32 unless the variant
-        # says bf16.
-        backend = OpenVinoBackend(path, threads=threads, precision=openvino_precision(name), streams=streams)
+    # An NNCF IR carries its int8 in FakeQuantize nodes; the rest of it runs in exact f32 unless the variant says bf16.
+    backend = open_runtime(variant(name).runtime, path, threads=threads, precision=openvino_precision(name),
+                           streams=streams, checkpoint_dir=checkpoint_dir, batch_size=batch_size)
     backend.variant = name
     return backend

@@ -27,8 +27,9 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from .backends.base import Backend
-from .errors import ExportError, UsageError
-from .layout import INPUT_NAMES, SELECTION_CACHE_NAME
+from .errors import UsageError
+from .fsutil import ClosesOnExit
+from .layout import DYNAMIC_EXPORT_HINT, IDS_NAME, INPUT_NAMES, MASK_NAME, SELECTION_CACHE_NAME, require_model
 
 BATCHINGS = ("static", "length")
 SHAPE_POLICIES = ("fixed", "dynamic", "per_length")
@@ -134,7 +135,7 @@ def backend_for(plan: Plan) -> Backend:
     return backend
 
 
-class PlanExecutor:
+class PlanExecutor(ClosesOnExit):
     """Runs one plan: score() for arrays in memory, run_samples()/run_files() for ais_bench result folders."""
 
     def __init__(self, plan: Plan, backend: Optional[Backend] = None):
@@ -147,19 +148,19 @@ class PlanExecutor:
     def score(self, inputs) -> np.ndarray:
         """Logits [N, labels] in input order. inputs: a list of token id sequences ([CLS] ... [SEP], any
         lengths; segments 0, mask 1), or {input_ids, segment_ids, input_mask}: int [N, W] arrays."""
-        from .dynamic import _feeds, plan_batches, real_lengths
+        from .dynamic import batch_feeds, plan_batches, real_lengths
 
         feats = as_features(inputs)
-        lengths = real_lengths(feats[INPUT_NAMES[2]])
-        width = feats[INPUT_NAMES[0]].shape[1]
+        lengths = real_lengths(feats[MASK_NAME])
+        width = feats[IDS_NAME].shape[1]
         if self.backend.seq_len not in (None, width):
             raise UsageError(f"{self.plan.model} takes {self.backend.seq_len} tokens per sample, got {width}")
         fed = self.backend.batch_size or 1
         batches = plan_batches(lengths, self.plan.batch_size, width=width, pad_multiple=self.plan.pad_multiple,
                                buckets=self.plan.buckets, mode=self.plan.mode)
-        holder = SimpleNamespace(feats=feats)  # dynamic._feeds slices samples.feats: one home for filler rows
+        holder = SimpleNamespace(feats=feats)  # dynamic.batch_feeds slices samples.feats: one home for filler rows
         out: Optional[np.ndarray] = None
-        items = ((_feeds(holder, b, self.backend.input_names, fed), b) for b in batches)
+        items = ((batch_feeds(holder, b, self.backend.input_names, fed), b) for b in batches)
         for batch, logits, _ms in self.backend.run_pipelined(items):
             if out is None:
                 out = np.empty((len(lengths), logits.shape[1]), np.float32)
@@ -191,12 +192,6 @@ class PlanExecutor:
     def close(self) -> None:
         self.backend.close()
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
 
 def open_plan(plan: Plan) -> PlanExecutor:
     return PlanExecutor(plan)
@@ -213,8 +208,8 @@ def as_features(inputs) -> Dict[str, np.ndarray]:
     width = max((len(r) for r in rows), default=1)
     feats = {n: np.zeros((len(rows), width), np.int64) for n in INPUT_NAMES}
     for i, row in enumerate(rows):
-        feats[INPUT_NAMES[0]][i, :len(row)] = row
-        feats[INPUT_NAMES[2]][i, :len(row)] = 1
+        feats[IDS_NAME][i, :len(row)] = row
+        feats[MASK_NAME][i, :len(row)] = 1
     return feats
 
 
@@ -326,12 +321,12 @@ def candidates_for(precision: str, **kwargs) -> List[Plan]:
 def build_candidate_artefacts(plans: Sequence[Plan], dynamic_model, *, batch_size: int, threads: int,
                               checkpoint_dir=None, calibration_tsv=None, log=lambda s: None) -> None:
     from .optimize import build_artefacts
-    from .select import _calibration_loader
+    from .select import calibration_loader
 
     names = sorted({p.variant for p in plans if Path(p.model).parent == Path(dynamic_model).parent
                     and p.batching == "length"})
     build_artefacts(Path(dynamic_model), names, batch_size=batch_size, threads=threads,
-                    calibration=_calibration_loader(checkpoint_dir, calibration_tsv, batch_size), log=log)
+                    calibration=calibration_loader(checkpoint_dir, calibration_tsv, batch_size), log=log)
 
 
 def timing_subset(feats: Dict[str, np.ndarray], lengths: np.ndarray, count: int = TIMING_SAMPLES) -> dict:
@@ -346,7 +341,7 @@ def time_plans(executors: Dict[str, PlanExecutor], feats: dict, *, rounds: int =
                log: Callable[[str], None] = lambda s: None) -> Dict[str, List[float]]:
     """samples/s per plan: one warm-up pass each (compiles every shape it needs), then `rounds` interleaved
     passes (A B C, A B C, ...), so load from other processes hits every candidate alike."""
-    count = len(feats[INPUT_NAMES[0]])
+    count = len(feats[IDS_NAME])
     for executor in executors.values():
         executor.score(feats)
     rates: Dict[str, List[float]] = {k: [] for k in executors}
@@ -370,7 +365,7 @@ def pick(plans: Sequence[Plan], medians: Dict[str, float], margin: float = SWITC
 def _cache_key(plans: Sequence[Plan], batch_size: int, threads: int, precision: str) -> str:
     from .fsutil import file_sha256
     from .roofline import cpu_model
-    from .select import _versions
+    from .select import runtime_versions_key
 
     import hashlib
 
@@ -379,7 +374,7 @@ def _cache_key(plans: Sequence[Plan], batch_size: int, threads: int, precision: 
     # The candidates themselves too: a choice among other candidates (an older version's) is measured again.
     labels = hashlib.sha256("\n".join(sorted(p.label() for p in plans)).encode()).hexdigest()[:16]
     return "|".join(["plan", digests, f"candidates{labels}", f"bs{batch_size}", f"threads{threads}", precision,
-                     cpu_model(), _versions()])
+                     cpu_model(), runtime_versions_key()])
 
 
 def make_plan(*, dynamic_model, precision: str = "fp32", batch_size: int = 32, threads: Optional[int] = None,
@@ -391,12 +386,10 @@ def make_plan(*, dynamic_model, precision: str = "fp32", batch_size: int = 32, t
     token rows: the sentences to be served; default: synthetic SST-2-like lengths) and cached. Low-precision
     candidates must pass `gate` (accuracy on labelled sentences within max_drop of fp32); fp32 plans are exact."""
     from .fsutil import write_json_atomic
-    from .select import _read_cache, default_threads
+    from .select import read_selection_cache, default_threads
 
     threads = threads or default_threads()
-    dyn = Path(dynamic_model)
-    if not dyn.is_file():
-        raise ExportError(f"{dyn}: ONNX model not found (run python -m tinybert_infer export --dynamic)")
+    dyn = require_model(dynamic_model, DYNAMIC_EXPORT_HINT)
     plans = list(candidates) if candidates is not None else candidate_plans(
         precision, dynamic_model=dyn, batch_size=batch_size, threads=threads, static_model=static_model)
     if not plans:
@@ -406,7 +399,7 @@ def make_plan(*, dynamic_model, precision: str = "fp32", batch_size: int = 32, t
     cache_file = dyn.parent / SELECTION_CACHE_NAME
     gated = gate is not None and precision != "fp32"
     key = _cache_key(plans, batch_size, threads, precision) + (f"|gate{gate.max_drop:g}" if gated else "")
-    cache = _read_cache(cache_file) if use_cache else {}
+    cache = read_selection_cache(cache_file) if use_cache else {}
     entry = cache.get(key)
     labels = {p.label(): p for p in plans}
     if isinstance(entry, dict) and entry.get("plan", {}).get("label") in labels:
@@ -430,7 +423,7 @@ def make_plan(*, dynamic_model, precision: str = "fp32", batch_size: int = 32, t
     medians = {k: statistics.median(v) for k, v in rates.items()}
     chosen = pick(plans, medians, margin)
     entry = {"plan": chosen.to_dict(), "samples_per_s": {k: round(v, 1) for k, v in medians.items()},
-             "rounds": rounds, "margin": margin, "timing_samples": len(feats[INPUT_NAMES[0]]),
+             "rounds": rounds, "margin": margin, "timing_samples": len(feats[IDS_NAME]),
              "preferred": plans[0].label(), "accuracy_gate": gate_info}
     if use_cache:
         cache[key] = entry
@@ -445,7 +438,7 @@ def make_plan(*, dynamic_model, precision: str = "fp32", batch_size: int = 32, t
 def _lengths(feats) -> np.ndarray:
     from .dynamic import real_lengths
 
-    return real_lengths(feats[INPUT_NAMES[2]])
+    return real_lengths(feats[MASK_NAME])
 
 
 def _synthetic_data(count: int = TIMING_SAMPLES) -> dict:
@@ -458,9 +451,9 @@ def plan_of_backend(backend: Backend, model, *, batching: str = "static", batch_
                     buckets=None, pad_multiple=None, threads: Optional[int] = None) -> Plan:
     """The plan a run on an already-made backend executes (a named --backend, or auto's static choice), for the
     summary: what ran, in the same shape as a planned run."""
-    from .inference import _resolve_batch
+    from .inference import resolve_batch_size
 
-    batch = _resolve_batch(backend, batch_size)
+    batch = resolve_batch_size(backend, batch_size)
     name = getattr(backend, "variant", None) or {"onnxruntime": "ort", "openvino": "openvino-fp32",
                                                  "torch": "torch"}.get(backend.name, "ort")
     if name == "openvino-fp32" and getattr(backend, "precision", "fp32") == "bf16":

@@ -22,8 +22,8 @@ from typing import Callable, Dict, Optional, Sequence
 import numpy as np
 
 from .layout import INPUT_NAMES, default_data_dir, default_model_dir
+from .plan import PRECISIONS
 
-PRECISIONS = ("fp32", "bf16", "int8")
 BATCH_SIZE = 32
 TARGET_VS_STATIC = 2.0       # length-aware plan vs its precision's static-64 plan (BS >= 8)
 TARGET_FRACTION = 0.6        # recommended plan vs its precision's real-job limit (shared checkpoint)
@@ -69,7 +69,7 @@ def model_rows(checkpoint: Path, label: str, *, bin_dir: Path, work: Path, rates
     from .metrics import evaluate
     from .optimize import nncf_available
     from .plan import make_plan, open_plan
-    from .select import _calibration_loader
+    from .select import calibration_loader
 
     work.mkdir(parents=True, exist_ok=True)
     dirs = [bin_dir / n for n in INPUT_NAMES]
@@ -80,7 +80,7 @@ def model_rows(checkpoint: Path, label: str, *, bin_dir: Path, work: Path, rates
     dynamic_model = export_dynamic_checkpoint(checkpoint, work, tolerance=tolerance).sim_path
     reference = _torch_labels(checkpoint, samples.feats, batch, threads)
     out_root = Path(tempfile.mkdtemp(prefix="realjob_", dir=work))
-    build = {"calibration": _calibration_loader(checkpoint, calibration_tsv, batch)}
+    build = {"calibration": calibration_loader(checkpoint, calibration_tsv, batch)}
     rows = []
     for precision in precisions:
         if precision == "int8" and not nncf_available():

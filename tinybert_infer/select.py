@@ -17,15 +17,14 @@ from typing import Callable, Optional
 from .backends.base import Backend
 from .errors import UsageError
 from .fsutil import file_sha256, write_json_atomic
-from .layout import SELECTION_CACHE_NAME
+from .layout import SELECTION_CACHE_NAME, require_model
+from .plan import PRECISIONS, SWITCH_MARGIN
 from .roofline import cpu_model
 from .optimize import FP32_CANDIDATES, artefact_path, build_artefacts, make_variant_backend, nncf_available
 from .timing import SELECT_ROUND, TimingPolicy, measure_backend
 
-PRECISIONS = ("fp32", "int8", "bf16")
 DEFAULT_BATCH_FOR_DYNAMIC = 8
 SELECT_ROUNDS = 3
-SWITCH_MARGIN = 0.10
 # Kept unless another candidate is faster by more than SWITCH_MARGIN: the one that won the full benchmark's
 # rows on the 2-core machine, so noise on a busy machine does not flip the choice (issue 10).
 PREFERRED = {"fp32": "openvino-fp32", "int8": "openvino-int8", "bf16": "openvino-bf16"}
@@ -48,7 +47,8 @@ def candidates_for(precision: str) -> list[str]:
     raise UsageError(f"--precision {precision!r}: use one of {', '.join(PRECISIONS)}")
 
 
-def _versions() -> str:
+def runtime_versions_key() -> str:
+    """The runtime versions a measured choice holds for (a cache written under others is measured again)."""
     import onnxruntime
     import openvino
 
@@ -56,10 +56,11 @@ def _versions() -> str:
 
 
 def cache_key(sim: Path, batch: int, threads: int, precision: str) -> str:
-    return "|".join([file_sha256(sim)[:16], f"bs{batch}", f"threads{threads}", precision, cpu_model(), _versions()])
+    return "|".join([file_sha256(sim)[:16], f"bs{batch}", f"threads{threads}", precision, cpu_model(), runtime_versions_key()])
 
 
-def _read_cache(path: Path) -> dict:
+def read_selection_cache(path: Path) -> dict:
+    """The cached choices of `auto` and of the planner, {} when absent or damaged."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -93,7 +94,8 @@ class SelectedBackend(Backend):
         self.inner.close()
 
 
-def _calibration_loader(checkpoint_dir, tsv, batch: int):
+def calibration_loader(checkpoint_dir, tsv, batch: int):
+    """INT8 calibration batches from tsv (never the scored data), made only when an artefact needs them."""
     def load():
         from .errors import PipelineError
         from .optimize import calibration_batches, calibration_features
@@ -113,10 +115,7 @@ def choose_backend(sim_path, *, batch_size: Optional[int] = None, threads: Optio
     sim = Path(sim_path)
     names = candidates_for(precision)
     threads = threads or default_threads()
-    if not sim.is_file():
-        from .errors import ExportError
-
-        raise ExportError(f"{sim}: ONNX model not found (run bash test/pth2onnx.sh BS first)")
+    require_model(sim)
     # A dynamic-shape model is timed on the varied widths length-aware batching feeds it, each runtime with the
     # streams it would run them with (dynamic.default_streams); a static one at 64.
     from .export import has_dynamic_sequence
@@ -130,7 +129,7 @@ def choose_backend(sim_path, *, batch_size: Optional[int] = None, threads: Optio
         return default_streams(variant(name).runtime, threads, varied)
 
     cache_file = sim.parent / SELECTION_CACHE_NAME
-    cache = _read_cache(cache_file)
+    cache = read_selection_cache(cache_file)
     probe_batch = batch_size or DEFAULT_BATCH_FOR_DYNAMIC
     key = cache_key(sim, probe_batch, threads, precision)
     entry = cache.get(key)
@@ -150,7 +149,7 @@ def choose_backend(sim_path, *, batch_size: Optional[int] = None, threads: Optio
                                varied_widths=varied)["samples_per_s"]
 
     artefacts = build_artefacts(sim, names, batch_size=probe_batch, threads=threads, time_fn=time_fn,
-                                calibration=_calibration_loader(checkpoint_dir, calibration_tsv, probe_batch),
+                                calibration=calibration_loader(checkpoint_dir, calibration_tsv, probe_batch),
                                 log=log)
     # Interleaved rounds (A B C, A B C, ...) and the median of each: load from other processes hits every
     # candidate alike; the preferred one is kept unless another beats it by more than the margin (plan.pick).

@@ -27,20 +27,11 @@ def make_backend(name: str, *, onnx_path=None, checkpoint_dir=None, batch_size=N
                               checkpoint_dir=checkpoint_dir, log=lambda s: print(s, file=sys.stderr))
     if precision != "fp32" and name != "openvino":
         raise UsageError(f"--precision {precision} needs --backend auto (or openvino for bf16)")
-    if name == "openvino":
-        from .openvino import OpenVinoBackend
-
-        if precision == "int8":
-            raise UsageError("--precision int8 needs --backend auto (it builds the INT8 artefacts)")
-        return OpenVinoBackend(onnx_path, threads=threads, precision=precision, streams=streams)
-    if name == "onnxruntime":
-        from .onnxruntime import OnnxRuntimeBackend
-
-        return OnnxRuntimeBackend(onnx_path, threads=threads)
-    if name == "torch":
-        from .torch_eager import TorchBackend
-
-        return TorchBackend(checkpoint_dir, batch_size=batch_size, threads=threads, head=head)
+    if name == "openvino" and precision == "int8":
+        raise UsageError("--precision int8 needs --backend auto (it builds the INT8 artefacts)")
+    if name in ("openvino", "onnxruntime", "torch"):
+        return open_runtime(name, onnx_path, threads=threads, precision=precision, streams=streams,
+                            checkpoint_dir=checkpoint_dir, batch_size=batch_size, head=head)
     from .gpu import GPU_PROVIDERS, canonical_name
 
     if canonical_name(name) in GPU_PROVIDERS:
@@ -48,3 +39,21 @@ def make_backend(name: str, *, onnx_path=None, checkpoint_dir=None, batch_size=N
 
         return OrtGpuBackend(onnx_path, backend=name, threads=threads)
     raise UsageError(f"unknown backend {name!r} (choose from {', '.join(BACKENDS)})")
+
+
+def open_runtime(runtime: str, model, *, threads=None, precision: str = "fp32", streams: int = 1, checkpoint_dir=None,
+                 batch_size=None, head=None) -> Backend:
+    """The one place a CPU runtime is constructed: make_backend (the CLI's names, checked) and
+    optimize.make_variant_backend (an artefact variant) both come here.
+    precision: OpenVINO's hint (fp32 or bf16); streams: OpenVINO's batches in flight."""
+    if runtime == "openvino":
+        from .openvino import OpenVinoBackend
+
+        return OpenVinoBackend(model, threads=threads, precision=precision, streams=streams)
+    if runtime == "onnxruntime":
+        from .onnxruntime import OnnxRuntimeBackend
+
+        return OnnxRuntimeBackend(model, threads=threads)
+    from .torch_eager import TorchBackend
+
+    return TorchBackend(checkpoint_dir, batch_size=batch_size, threads=threads, head=head)

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Optional, Sequence
 
-from ..errors import ExportError
+from ..layout import require_model
 from .base import Backend
 
 
@@ -20,9 +19,7 @@ class OnnxRuntimeBackend(Backend):
                  graph_optimization: str = "all"):
         import onnxruntime as ort
 
-        self.model_path = Path(model_path)
-        if not self.model_path.is_file():
-            raise ExportError(f"{self.model_path}: ONNX model not found (run bash test/pth2onnx.sh BS first)")
+        self.model_path = require_model(model_path)
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads

@@ -10,6 +10,7 @@ from typing import Optional
 import numpy as np
 
 from ..errors import ExportError, UsageError
+from ..layout import require_model
 from .base import Backend
 
 PRECISION_HINTS = {"fp32": "f32", "bf16": "bf16"}
@@ -40,9 +41,7 @@ class OpenVinoBackend(Backend):
             raise UsageError(f"OpenVINO precision {precision!r}: use one of {', '.join(PRECISION_HINTS)}")
         if streams < 1 or (threads and streams > threads):
             raise UsageError(f"--streams {streams}: use 1 to the thread count ({threads or 'all cores'})")
-        self.model_path = Path(model_path)
-        if not self.model_path.is_file():
-            raise ExportError(f"{self.model_path}: model not found")
+        self.model_path = require_model(model_path)
         core = ov.Core()
         config = {
             "INFERENCE_PRECISION_HINT": PRECISION_HINTS[precision],
@@ -137,9 +136,7 @@ class OpenVinoStaticShapes(Backend):
             raise UsageError(f"--streams {streams}: use 1 to the thread count ({threads or 'all cores'})")
         if batch_size < 1:
             raise UsageError(f"batch size must be a positive integer, got {batch_size}")
-        self.model_path = Path(model_path)
-        if not self.model_path.is_file():
-            raise ExportError(f"{self.model_path}: model not found")
+        self.model_path = require_model(model_path)
         self.core = ov.Core()
         if cache_dir is not None:
             self.core.set_property({"CACHE_DIR": str(cache_dir_for(cache_dir, precision))})
@@ -186,8 +183,7 @@ class OpenVinoStaticShapes(Backend):
 
     def _split(self, feeds):
         """(length, chunks of at most static_batch rows, each filled up to it, with its real row count)."""
-        rows = len(feeds[self.input_names[0]])
-        length = feeds[self.input_names[0]].shape[1]
+        rows, length = next(iter(feeds.values())).shape  # every input is [rows, length]
         for start in range(0, rows, self.static_batch):
             real = min(self.static_batch, rows - start)
             chunk = {}

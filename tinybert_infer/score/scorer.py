@@ -18,8 +18,9 @@ from typing import Optional, Sequence
 import numpy as np
 
 from ..data import encode, make_tokenizer
-from ..errors import ExportError, UsageError
-from ..layout import SEQ_LEN, dynamic_sim_onnx_name
+from ..errors import UsageError
+from ..layout import DYNAMIC_EXPORT_HINT, SEQ_LEN, dynamic_sim_onnx_name, require_model
+from ..plan import PRECISIONS
 
 SCORE_BACKENDS = ("onnxruntime", "openvino", "torch")  # exact fp32 runtimes (OpenVINO with f32 pinned)
 DEFAULT_BATCH = 32
@@ -31,7 +32,7 @@ def default_threads() -> int:
     return physical_cores()
 
 
-SCORE_PRECISIONS = ("fp32", "bf16", "int8", "auto")
+SCORE_PRECISIONS = (*PRECISIONS, "auto")
 
 
 def make_score_plan(*, backend: Optional[str] = None, precision: Optional[str] = None, model: Optional[Path] = None,
@@ -55,10 +56,7 @@ def make_score_plan(*, backend: Optional[str] = None, precision: Optional[str] =
     check_vocab(vocab)
     onnx = None
     if backend != "torch":
-        onnx = Path(model or dynamic_sim_onnx_name()).resolve()
-        if not onnx.is_file():
-            raise ExportError(f"{onnx}: ONNX model not found (python -m tinybert_infer export --dynamic writes "
-                              f"{dynamic_sim_onnx_name()})")
+        onnx = require_model(Path(model or dynamic_sim_onnx_name()).resolve(), DYNAMIC_EXPORT_HINT)
         check_graph_tokenizer(onnx, vocab)
     threads = int(threads or default_threads())
     plan = {
