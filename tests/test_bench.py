@@ -34,7 +34,7 @@ def test_quick_benchmark_writes_well_formed_files(quick_run):
     out, proc = quick_run
     report = json.loads((out / "benchmark.json").read_text())
     names = list(report["backends"])
-    assert set(names) <= set(VARIANTS) and {"torch", "ort", "ort-fused", "openvino-fp32"} <= set(names)
+    assert set(names) <= set(VARIANTS) and {"torch", "onnxruntime", "onnxruntime-fused", "openvino-fp32"} <= set(names)
     assert len(report["rows"]) == len(names) * 2
     for row in report["rows"]:
         assert "error" not in row, row
@@ -46,8 +46,8 @@ def test_quick_benchmark_writes_well_formed_files(quick_run):
     assert report["roofline"]["gflops"]["fp32"] > 0 and report["throughput_model"]["limit_samples_per_s"]["fp32"] > 0
     accuracy = report["accuracy"]["per_backend"]
     assert set(accuracy) == set(names) and all(0 <= a["accuracy"] <= 100 for a in accuracy.values())
-    assert accuracy["ort"]["labels_differing_from_torch"] == 0
-    assert report["recommended"] in names and report["default_fp32"]["1"] in ("ort", "ort-fused", "openvino-fp32")
+    assert accuracy["onnxruntime"]["labels_differing_from_torch"] == 0
+    assert report["recommended"] in names and report["default_fp32"]["1"] in ("onnxruntime", "onnxruntime-fused", "openvino-fp32")
     assert [t["met"] in (True, False) for t in report["targets"]] == [True] * 4
     md = (out / "benchmark.md").read_text()
     assert "published, not measured here" in md and "| accuracy (%) |" in md and "★" in md
@@ -91,9 +91,10 @@ def _report(rates, accuracy):
 
 
 def test_recommendation_is_the_fastest_within_tolerance_and_default_is_the_fastest_exact():
-    rates = {("torch", 8): 100.0, ("ort", 8): 150.0, ("openvino-fp32", 8): 200.0,
-             ("ort-int8-dynamic", 8): 900.0, ("openvino-bf16", 8): 600.0}
-    accuracy = {"torch": 90.0, "ort": 90.0, "openvino-fp32": 90.0, "ort-int8-dynamic": 89.5, "openvino-bf16": 89.8}
+    rates = {("torch", 8): 100.0, ("onnxruntime", 8): 150.0, ("openvino-fp32", 8): 200.0,
+             ("onnxruntime-int8-dynamic", 8): 900.0, ("openvino-bf16", 8): 600.0}
+    accuracy = {"torch": 90.0, "onnxruntime": 90.0, "openvino-fp32": 90.0, "onnxruntime-int8-dynamic": 89.5,
+                "openvino-bf16": 89.8}
     s = summarise(_report(rates, accuracy), {"fp32": 250.0, "int8": 2000.0, "bf16": 1000.0})
     assert s["default_fp32"][8] == "openvino-fp32"
     assert s["recommended"] == "openvino-bf16"  # int8 is faster but 0.5 points off
@@ -105,8 +106,8 @@ def test_recommendation_is_the_fastest_within_tolerance_and_default_is_the_faste
 
 
 def test_markdown_has_the_published_columns_for_every_batch_size():
-    rates = {(n, bs): 10.0 * bs for n in ("torch", "ort") for bs in BATCH_SIZES}
-    report = _report(rates, {"torch": 91.0, "ort": 91.0})
+    rates = {(n, bs): 10.0 * bs for n in ("torch", "onnxruntime") for bs in BATCH_SIZES}
+    report = _report(rates, {"torch": 91.0, "onnxruntime": 91.0})
     report.update(summarise(report, {"fp32": 1000.0, "int8": None, "bf16": None}))
     report.update(title="t", quick=False, machine={"cpu": "x", "threads": 2, "versions": {"torch": "2"}},
                   load_average_start=[0.1], load_average_end=[0.2], published=PUBLISHED, elapsed_s=1.0,

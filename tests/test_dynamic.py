@@ -303,13 +303,13 @@ def test_bench_row_checks_parity_through_the_pipeline(models, tiny_checkpoint, t
 def test_benchmark_section_rows_and_markdown(models, tiny_checkpoint, tmp_path):
     from tinybert_infer.dynamic_bench import dynamic_length_section, markdown_section
 
-    section = dynamic_length_section(["torch", "ort", "ort-int8-dynamic"], model_dir=tiny_checkpoint,
+    section = dynamic_length_section(["torch", "onnxruntime", "onnxruntime-int8-dynamic"], model_dir=tiny_checkpoint,
                                      tsv=models["tsv"], work=tmp_path, batch_sizes=[8], repeats=1)
     assert [(r["backend"], r["batch"]) for r in section["rows"]] == [("onnxruntime", 8)]
     assert section["rows"][0]["parity"] and section["target"]["per_bs"].keys() == {"onnxruntime bs8"}
     md = "\n".join(markdown_section(section))
     assert "## Dynamic length" in md and "| onnxruntime | 8 |" in md and "Target: dynamic length >= 2x" in md
-    missing = dynamic_length_section(["ort"], model_dir=tmp_path / "none", tsv=models["tsv"], work=tmp_path,
+    missing = dynamic_length_section(["onnxruntime"], model_dir=tmp_path / "none", tsv=models["tsv"], work=tmp_path,
                                      batch_sizes=[8])
     assert "skipped" in missing and "Skipped" in "\n".join(markdown_section(missing))
 

@@ -91,7 +91,7 @@ def test_bin_and_npy_outputs(workdir, tiny_checkpoint, tiny_exports, fmt):
 def test_torch_backend_agrees_with_onnxruntime(workdir, tiny_checkpoint, tiny_exports):
     bs4_onnx(tiny_exports, workdir)
     ort_run = run_files(make_backend("onnxruntime", onnx_path=workdir / "TinyBERT_sim_bs4.onnx"),
-                        input_dirs(workdir), workdir / "result", outfmt="NPY", output_dirname="ort", show_progress=False)
+                        input_dirs(workdir), workdir / "result", outfmt="NPY", output_dirname="onnxruntime", show_progress=False)
     pt_run = run_files(make_backend("torch", checkpoint_dir=tiny_checkpoint, batch_size=4),
                        input_dirs(workdir), workdir / "result", outfmt="NPY", output_dirname="pt", show_progress=False)
     for i in range(N):

@@ -45,23 +45,23 @@ def run_all(backend, feats):
 
 def test_bert_fusions_happen_on_our_export_and_keep_the_numbers(model):
     root, ckpt, sim, feats, expected = model
-    arts = build_artefacts(sim, ["ort-fused"], batch_size=BS, threads=1)
-    fused = arts["ort-fused"].notes["fused"]
+    arts = build_artefacts(sim, ["onnxruntime-fused"], batch_size=BS, threads=1)
+    fused = arts["onnxruntime-fused"].notes["fused"]
     # The last layer computes only the [CLS] row (modeling.Encoder), so its attention stays unfused; the
     # feed-forward and LayerNorms of every layer still fuse.
     assert fused.get("Attention") == 1 and fused.get("SkipLayerNormalization", 0) >= 3 and fused.get("BiasGelu") == 2
-    assert fused == fused_counts(arts["ort-fused"].path)
-    backend = make_variant_backend("ort-fused", arts["ort-fused"].path, threads=1)
+    assert fused == fused_counts(arts["onnxruntime-fused"].path)
+    backend = make_variant_backend("onnxruntime-fused", arts["onnxruntime-fused"].path, threads=1)
     assert np.max(np.abs(run_all(backend, feats) - expected)) < 1e-4
-    assert sim.is_file() and arts["ort-fused"].path.name == f"TinyBERT_sim_bs{BS}.ort-fused.onnx"
+    assert sim.is_file() and arts["onnxruntime-fused"].path.name == f"TinyBERT_sim_bs{BS}.onnxruntime-fused.onnx"
 
 
 def test_full_last_layer_export_fuses_attention_in_every_layer(model, tmp_path):
     root, ckpt, sim, feats, expected = model
     export_checkpoint(ckpt, BS, tmp_path, validate_count=8, cls_only_last_layer=False)
-    arts = build_artefacts(tmp_path / sim.name, ["ort-fused"], batch_size=BS, threads=1)
-    assert arts["ort-fused"].notes["fused"].get("Attention") == 2
-    backend = make_variant_backend("ort-fused", arts["ort-fused"].path, threads=1)
+    arts = build_artefacts(tmp_path / sim.name, ["onnxruntime-fused"], batch_size=BS, threads=1)
+    assert arts["onnxruntime-fused"].notes["fused"].get("Attention") == 2
+    backend = make_variant_backend("onnxruntime-fused", arts["onnxruntime-fused"].path, threads=1)
     assert np.max(np.abs(run_all(backend, feats) - expected)) < 1e-4
 
 
@@ -97,9 +97,9 @@ def test_int8_artefacts_are_quantised_and_run(model):
 
     root, ckpt, sim, feats, expected = model
     calib = lambda: calibration_batches(feats, BS)  # noqa: E731
-    arts = build_artefacts(sim, ["ort-int8-dynamic", "openvino-int8", "openvino-int8-bf16"], batch_size=BS, threads=1,
+    arts = build_artefacts(sim, ["onnxruntime-int8-dynamic", "openvino-int8", "openvino-int8-bf16"], batch_size=BS, threads=1,
                            calibration=calib, time_fn=lambda name, path: 1.0, rebuild=True)
-    dyn = arts["ort-int8-dynamic"]
+    dyn = arts["onnxruntime-int8-dynamic"]
     ops = {n.op_type for n in onnx.load(str(dyn.path), load_external_data=False).graph.node}
     assert ops & {"DynamicQuantizeMatMul", "MatMulInteger", "QAttention", "DynamicQuantizeLinear"}
     assert dyn.notes["quantized_from"] in ("fused", "plain")
@@ -147,9 +147,9 @@ def test_auto_picks_a_measured_exact_fp32_artefact_and_caches_it(model, tmp_path
 
 
 @pytest.mark.parametrize("rates, want", [
-    ({"openvino-fp32": 100.0, "ort": 300.0, "ort-fused": 150.0}, "ort"),              # clearly faster: switch
-    ({"openvino-fp32": 100.0, "ort": 105.0, "ort-fused": 90.0}, "openvino-fp32"),     # within the margin: keep
-    ({"openvino-fp32": 100.0, "ort": 120.0, "ort-fused": 200.0}, "ort-fused"),
+    ({"openvino-fp32": 100.0, "onnxruntime": 300.0, "onnxruntime-fused": 150.0}, "onnxruntime"),  # clearly faster: switch
+    ({"openvino-fp32": 100.0, "onnxruntime": 105.0, "onnxruntime-fused": 90.0}, "openvino-fp32"),     # within the margin: keep
+    ({"openvino-fp32": 100.0, "onnxruntime": 120.0, "onnxruntime-fused": 200.0}, "onnxruntime-fused"),
 ])
 def test_auto_picks_the_fastest_measured_candidate(model, tmp_path, monkeypatch, rates, want):
     """With the measurement made deterministic, auto must pick by it: the fastest, or the preferred candidate
@@ -193,7 +193,7 @@ def test_infer_cli_defaults_to_auto_and_low_precision_is_a_flag(model, tmp_path,
     proc = run_cli_in_process("infer", "--model", sim.name, "--batchsize", BS, "--loop", 2, "--threads", 1,
                               cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    assert re.search(r"\[auto\] chose (ort|ort-fused|openvino-fp32) for fp32", proc.stderr)
+    assert re.search(r"\[auto\] chose (onnxruntime|onnxruntime-fused|openvino-fp32) for fp32", proc.stderr)
     proc = run_cli_in_process("infer", "--model", sim.name, "--batchsize", BS, "--loop", 2, "--threads", 1,
                               "--precision", "bf16", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
@@ -205,7 +205,7 @@ def test_infer_cli_defaults_to_auto_and_low_precision_is_a_flag(model, tmp_path,
 
 def test_variant_names_are_checked():
     with pytest.raises(UsageError):
-        build_artefacts(__file__, ["ort-int4"], batch_size=1, threads=1)
+        build_artefacts(__file__, ["onnxruntime-int4"], batch_size=1, threads=1)
 
 
 def test_roofline_rates_and_limits():
@@ -244,7 +244,7 @@ def test_default_fp32_path_gives_pytorchs_labels_on_all_dev_samples(tmp_path):
     from tinybert_infer.inference import run_files
 
     for name in FP32_CANDIDATES:
-        backend = make_variant_backend(name, artefact_path(sim, name) if name != "ort-fused" else arts[name].path,
+        backend = make_variant_backend(name, artefact_path(sim, name) if name != "onnxruntime-fused" else arts[name].path,
                                        threads=2)
         report = run_files(backend, [tmp_path / "bert_bin" / n for n in INPUT_NAMES], tmp_path / "result",
                            output_dirname=name, outfmt="BIN", show_progress=False)

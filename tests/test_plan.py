@@ -30,28 +30,28 @@ def models(tmp_path_factory, tiny_checkpoint, tiny_exports):
 
 
 def _static_logits(models):
-    with open_plan(Plan("ort", str(models["static"]), "static", 4, "fixed", threads=1)) as executor:
+    with open_plan(Plan("onnxruntime", str(models["static"]), "static", 4, "fixed", threads=1)) as executor:
         return executor.score(models["feats"])
 
 
 def _fused(models):
     from tinybert_infer.optimize import artefact_path, build_artefacts
 
-    build_artefacts(models["dynamic"], ["ort-fused"], batch_size=4, threads=1)
-    return str(artefact_path(models["dynamic"], "ort-fused"))
+    build_artefacts(models["dynamic"], ["onnxruntime-fused"], batch_size=4, threads=1)
+    return str(artefact_path(models["dynamic"], "onnxruntime-fused"))
 
 
 # ---------------------------------------------------------------- every shape policy: the static path's labels
 @pytest.mark.parametrize("make", [
-    lambda m: Plan("ort", str(m["dynamic"]), "length", 4, "dynamic", threads=1),
-    lambda m: Plan("ort", str(m["dynamic"]), "length", 3, "dynamic", pad_multiple=8, threads=1),
-    lambda m: Plan("ort-fused", _fused(m), "length", 4, "dynamic", threads=1),
+    lambda m: Plan("onnxruntime", str(m["dynamic"]), "length", 4, "dynamic", threads=1),
+    lambda m: Plan("onnxruntime", str(m["dynamic"]), "length", 3, "dynamic", pad_multiple=8, threads=1),
+    lambda m: Plan("onnxruntime-fused", _fused(m), "length", 4, "dynamic", threads=1),
     lambda m: Plan("openvino-fp32", str(m["dynamic"]), "length", 4, "dynamic", streams=2, threads=2),
     lambda m: Plan("openvino-fp32", str(m["dynamic"]), "length", 4, "per_length", DEFAULT_BUCKETS, threads=2),
     lambda m: Plan("openvino-fp32", str(m["dynamic"]), "length", 5, "per_length", (8, 16), streams=2, threads=2),
     lambda m: Plan("openvino-fp32", str(m["static"]), "static", 4, "fixed", threads=2),
-], ids=["ort-longest", "ort-pad8", "ort-fused", "ov-dynamic-2streams", "ov-per-length", "ov-per-length-2streams",
-        "ov-static"])
+], ids=["onnxruntime-longest", "onnxruntime-pad8", "onnxruntime-fused", "ov-dynamic-2streams", "ov-per-length",
+        "ov-per-length-2streams", "ov-static"])
 def test_every_fp32_shape_policy_gives_the_static_paths_labels_and_logits(models, make):
     plan = make(models)
     expected = _static_logits(models)
@@ -79,7 +79,7 @@ def test_per_length_compiles_one_static_shape_per_length_and_fills_partial_batch
 def test_token_rows_of_any_length_score_like_padded_features(models):
     feats = models["feats"]
     rows = [feats["input_ids"][i][feats["input_mask"][i] == 1] for i in range(13)]
-    with open_plan(Plan("ort", str(models["dynamic"]), "length", 4, "dynamic", threads=1)) as executor:
+    with open_plan(Plan("onnxruntime", str(models["dynamic"]), "length", 4, "dynamic", threads=1)) as executor:
         np.testing.assert_allclose(executor.score(rows), _static_logits(models), atol=1e-4)
     assert as_features([[101, 7, 102], [101, 102]])["input_mask"].tolist() == [[1, 1, 1], [1, 1, 0]]
 
@@ -135,11 +135,11 @@ def test_the_per_length_model_cache_keeps_precisions_apart(models, tmp_path):
 
 def test_plan_refuses_combinations_that_cannot_run(models):
     with pytest.raises(UsageError, match="per_length"):
-        Plan("ort", str(models["dynamic"]), "length", 4, "per_length")
+        Plan("onnxruntime", str(models["dynamic"]), "length", 4, "per_length")
     with pytest.raises(UsageError, match="streams"):
-        Plan("ort", str(models["dynamic"]), "length", 4, "dynamic", streams=2)
+        Plan("onnxruntime", str(models["dynamic"]), "length", 4, "dynamic", streams=2)
     with pytest.raises(UsageError, match="static sequence length"):
-        open_plan(Plan("ort", str(models["static"]), "length", 4, "dynamic"))
+        open_plan(Plan("onnxruntime", str(models["static"]), "length", 4, "dynamic"))
     plan = Plan("openvino-bf16", "m.onnx", "length", 8, "per_length", (16, 32), streams=2, threads=2)
     assert Plan.from_dict(json.loads(json.dumps(plan.to_dict()))) == plan
     assert plan.precision == "bf16" and plan.runtime == "openvino"
@@ -148,7 +148,7 @@ def test_plan_refuses_combinations_that_cannot_run(models):
 # ---------------------------------------------------------------- the planner: choice, margin, cache
 def test_the_preferred_plan_stays_unless_another_is_faster_by_the_margin():
     a = Plan("openvino-fp32", "m.onnx", "length", 8, "per_length", DEFAULT_BUCKETS)
-    b = Plan("ort-fused", "m.onnx", "length", 8, "dynamic")
+    b = Plan("onnxruntime-fused", "m.onnx", "length", 8, "dynamic")
     assert pick([a, b], {a.label(): 100.0, b.label(): 108.0}, margin=0.1) == a  # noise-sized gain: keep a
     assert pick([a, b], {a.label(): 100.0, b.label(): 125.0}, margin=0.1) == b
 
@@ -159,7 +159,7 @@ def test_planner_measures_on_the_data_caches_its_choice_and_measures_again_for_a
 
     dyn = tmp_path / "TinyBERT_sim_dyn.onnx"
     shutil.copy(models["dynamic"], dyn)
-    plans = [Plan("ort", str(dyn), "length", 4, "dynamic", threads=1),
+    plans = [Plan("onnxruntime", str(dyn), "length", 4, "dynamic", threads=1),
              Plan("openvino-fp32", str(dyn), "length", 4, "per_length", (16, 32), threads=1)]
     seen = []
     real_time_plans = plan_module.time_plans
@@ -201,7 +201,7 @@ def test_a_changed_candidate_set_is_measured_again_not_answered_from_the_cache(m
         return {key: [100.0 + 10 * i] * 3 for i, key in enumerate(executors)}
 
     monkeypatch.setattr(plan_module, "time_plans", fake_time_plans)
-    ort = Plan("ort", str(dyn), "length", 4, "dynamic", threads=1)
+    ort = Plan("onnxruntime", str(dyn), "length", 4, "dynamic", threads=1)
     buckets = Plan("openvino-fp32", str(dyn), "length", 4, "per_length", (16, 32), threads=1)
     rounded = Plan("openvino-fp32", str(dyn), "length", 4, "per_length", pad_multiple=4, threads=1)
     for candidates in ([ort, buckets], [buckets, ort], [ort, rounded]):
@@ -226,7 +226,7 @@ def test_every_infer_run_records_its_plan(models, tiny_checkpoint, tmp_path):
                        "--output_dirname", "shapes", *common, cwd=tmp_path, env=env, check=True)
     summaries = {n: json.loads((tmp_path / "result" / f"{n}_summary.json").read_text())
                  for n in ("static", "planned", "shapes")}
-    assert summaries["static"]["plan"]["batching"] == "static" and summaries["static"]["plan"]["variant"] == "ort"
+    assert summaries["static"]["plan"]["batching"] == "static" and summaries["static"]["plan"]["variant"] == "onnxruntime"
     planned = summaries["planned"]
     assert planned["plan"]["batching"] == "length" and planned["plan"]["precision"] == "fp32"
     assert planned["plan_selection"]["plan"]["label"] == planned["plan"]["label"]
@@ -247,14 +247,14 @@ def test_plan_of_a_named_backend_describes_what_ran(models):
         "openvino-bf16", "dynamic", 2, 2, (16, 32))
 
 
-@pytest.mark.parametrize("ort_rate, expected", [(105.0, "openvino-fp32"), (150.0, "ort")])
+@pytest.mark.parametrize("ort_rate, expected", [(105.0, "openvino-fp32"), (150.0, "onnxruntime")])
 def test_auto_keeps_its_preferred_fp32_artefact_unless_another_is_clearly_faster(models, tmp_path, monkeypatch,
                                                                                  ort_rate, expected):
     import tinybert_infer.select as select
 
     local = tmp_path / models["static"].name
     shutil.copy(models["static"], local)
-    rates = {"ort": ort_rate, "ort-fused": 90.0, "openvino-fp32": 100.0}
+    rates = {"onnxruntime": ort_rate, "onnxruntime-fused": 90.0, "openvino-fp32": 100.0}
     calls = []
 
     def fake_measure(backend, batch, policy, **kw):
@@ -265,7 +265,7 @@ def test_auto_keeps_its_preferred_fp32_artefact_unless_another_is_clearly_faster
     chosen = select.choose_backend(local, batch_size=4, threads=1, log=lambda s: None)
     assert chosen.variant == expected
     # interleaved rounds: every candidate once per round, in turn
-    assert calls[:3] == calls[3:6] == ["ort", "ort-fused", "openvino-fp32"]
+    assert calls[:3] == calls[3:6] == ["onnxruntime", "onnxruntime-fused", "openvino-fp32"]
     chosen.close()
 
 
@@ -305,7 +305,7 @@ def test_the_accuracy_gate_leaves_out_low_precision_plans_that_lose_accuracy(mod
     from tinybert_infer.plan import AccuracyGate, gate_plans
 
     labels = np.array([0, 1] * 100)
-    wrong = {"ort": 0, "openvino-int8": 1, "ort-int8-dynamic": 2}  # wrong labels out of 200 per variant
+    wrong = {"onnxruntime": 0, "openvino-int8": 1, "onnxruntime-int8-dynamic": 2}  # wrong labels out of 200 per variant
 
     class Fake:
         def __init__(self, plan):
@@ -324,7 +324,7 @@ def test_the_accuracy_gate_leaves_out_low_precision_plans_that_lose_accuracy(mod
 
     monkeypatch.setattr(plan_module, "open_plan", Fake)
     plans = [Plan("openvino-int8", "m.xml", "length", 4, "per_length", DEFAULT_BUCKETS),
-             Plan("ort-int8-dynamic", "m.onnx", "length", 4, "dynamic")]
+             Plan("onnxruntime-int8-dynamic", "m.onnx", "length", 4, "dynamic")]
     kept, info = gate_plans(plans, AccuracyGate({}, labels, max_drop=0.005), "m.onnx")
     assert kept == plans[:1]  # -0.5 points kept, -1.0 point left out
     assert info["fp32_accuracy"] == 1.0 and info["accuracy"][plans[1].label()] == 0.99

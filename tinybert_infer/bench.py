@@ -266,7 +266,8 @@ def run_benchmark(out: Path, *, quick: bool = False, batch_sizes=None, backends=
         calib = (lambda bs=bs: calibration_batches(synthetic_feeds(max(64, bs), vocab_size=tp_config.vocab_size,
                                                                   seed=1), bs))
         artefacts[bs] = prepare(sim, names, batch=bs, threads=threads, config=tp_config, calibration=calib, log=log)
-    report["fusions"] = artefacts[batch_sizes[0]]["ort-fused"].notes.get("fused") if "ort-fused" in names else None
+    fused = "onnxruntime-fused"
+    report["fusions"] = artefacts[batch_sizes[0]][fused].notes.get("fused") if fused in names else None
     report["artefact_notes"] = {str(bs): {n: a.notes for n, a in arts.items() if a.notes} for bs, arts in artefacts.items()}
 
     log(f"[3/4] throughput: {len(names)} backends x {len(batch_sizes)} batch sizes")

@@ -148,7 +148,7 @@ def run_dynamic_bench(*, model_dir: Path, tsv: Path, work: Path, batch_sizes: Se
 
 # The benchmark's exact-fp32 variants that have a dynamic-shape counterpart here (PyTorch eager is left to
 # `python -m tinybert_infer.dynamic_bench --backend torch`: it would double the benchmark's run time).
-RUNTIME_OF_VARIANT = {"ort": "onnxruntime", "openvino-fp32": "openvino"}
+RUNTIME_OF_VARIANT = {"onnxruntime": "onnxruntime", "openvino-fp32": "openvino"}
 
 
 def dynamic_length_section(variant_names: Sequence[str], *, model_dir: Path, tsv: Path, work: Path,

@@ -52,7 +52,7 @@ def dynamic_sim_onnx_name() -> str:
 
 
 def optimized_name(source_onnx: str, variant: str) -> str:
-    """CPU-only artefact built from a simplified ONNX: TinyBERT_sim_bs8.onnx -> TinyBERT_sim_bs8.ort-fused.onnx
+    """CPU-only artefact built from a simplified ONNX: TinyBERT_sim_bs8.onnx -> TinyBERT_sim_bs8.onnxruntime-fused.onnx
     (OpenVINO IR variants: .xml with a .bin beside it). The source stays what atc/trtexec consume."""
     stem = source_onnx[:-5] if source_onnx.endswith(".onnx") else source_onnx
     return f"{stem}.{variant}.{'xml' if variant.startswith('openvino') else 'onnx'}"

@@ -4,9 +4,9 @@ The simplified ONNX stays what atc and trtexec consume; everything here is a sec
 next to it (names in layout.py). Variants:
 
   torch               PyTorch eager on the checkpoint (nothing to build)
-  ort                 ONNX Runtime on the simplified ONNX as exported
-  ort-fused           ONNX Runtime on the graph after its BERT optimizer (Attention, SkipLayerNormalization, BiasGelu)
-  ort-int8-dynamic    ONNX Runtime dynamic INT8 (weights int8, activations quantised per batch at run time)
+  onnxruntime         ONNX Runtime on the simplified ONNX as exported
+  onnxruntime-fused   ONNX Runtime on the graph after its BERT optimizer (Attention, SkipLayerNormalization, BiasGelu)
+  onnxruntime-int8-dynamic  ONNX Runtime dynamic INT8 (weights int8, activations quantised per batch at run time)
   openvino-fp32       OpenVINO on the simplified ONNX, INFERENCE_PRECISION_HINT=f32 pinned
   openvino-bf16       OpenVINO on the simplified ONNX, bf16 (AVX512-BF16 / AMX on CPUs that have them)
   openvino-int8       OpenVINO IR quantised by NNCF (static INT8, calibrated on unlabelled sentences)
@@ -42,9 +42,9 @@ class Variant:
 
 VARIANTS: Dict[str, Variant] = {v.name: v for v in (
     Variant("torch", "torch", "fp32", True, "PyTorch eager on the checkpoint"),
-    Variant("ort", "onnxruntime", "fp32", True, "ONNX Runtime, simplified ONNX as exported"),
-    Variant("ort-fused", "onnxruntime", "fp32", True, "ONNX Runtime, graph after its BERT optimizer"),
-    Variant("ort-int8-dynamic", "onnxruntime", "int8", False, "ONNX Runtime dynamic INT8 (quantize_dynamic)"),
+    Variant("onnxruntime", "onnxruntime", "fp32", True, "ONNX Runtime, simplified ONNX as exported"),
+    Variant("onnxruntime-fused", "onnxruntime", "fp32", True, "ONNX Runtime, graph after its BERT optimizer"),
+    Variant("onnxruntime-int8-dynamic", "onnxruntime", "int8", False, "ONNX Runtime dynamic INT8 (quantize_dynamic)"),
     Variant("openvino-fp32", "openvino", "fp32", True, "OpenVINO, INFERENCE_PRECISION_HINT=f32"),
     Variant("openvino-bf16", "openvino", "bf16", False, "OpenVINO, INFERENCE_PRECISION_HINT=bf16"),
     Variant("openvino-int8", "openvino", "int8", False, "OpenVINO IR quantised by NNCF (static INT8)"),
@@ -54,7 +54,7 @@ VARIANTS: Dict[str, Variant] = {v.name: v for v in (
 # OpenVINO variants whose unquantised ops run in bf16; the others are pinned to exact f32. On a CPU without BF16
 # the hint falls back to f32 (backends/openvino reads back what the plugin uses).
 OPENVINO_BF16_VARIANTS = ("openvino-bf16", "openvino-int8-bf16")
-FP32_CANDIDATES = ("ort", "ort-fused", "openvino-fp32")  # what `auto` chooses among for exact fp32
+FP32_CANDIDATES = ("onnxruntime", "onnxruntime-fused", "openvino-fp32")  # what `auto` chooses among for exact fp32
 
 
 def variant(name: str) -> Variant:
@@ -218,7 +218,7 @@ def calibration_features(checkpoint_dir, tsv_path, count: int, seq_len: int) -> 
 def artefact_path(sim: Path, name: str) -> Optional[Path]:
     if name in ("torch",):
         return None
-    if name in ("ort", "openvino-fp32", "openvino-bf16"):
+    if name in ("onnxruntime", "openvino-fp32", "openvino-bf16"):
         return sim
     if name == "openvino-int8-bf16":  # the same NNCF IR, compiled with another hint
         name = "openvino-int8"
@@ -237,24 +237,25 @@ def build_artefacts(sim: Path, names: Sequence[str], *, batch_size: int, threads
     sim = require_model(sim)
     out: Dict[str, Artefact] = {}
     wanted = [variant(n).name for n in names]
-    needs_fused = any(n in ("ort-fused", "ort-int8-dynamic") for n in wanted)
-    fused = artefact_path(sim, "ort-fused")
+    needs_fused = any(n in ("onnxruntime-fused", "onnxruntime-int8-dynamic") for n in wanted)
+    fused = artefact_path(sim, "onnxruntime-fused")
     if needs_fused:
         start = time.perf_counter()
         if rebuild or not _fresh(fused, sim):
             log(f"fusing {sim.name} (ORT BERT optimizer)")
             fuse_bert(sim, fused, num_heads=num_heads, hidden_size=hidden_size)
-        out["ort-fused"] = Artefact("ort-fused", fused, time.perf_counter() - start, {"fused": fused_counts(fused)})
+        out["onnxruntime-fused"] = Artefact("onnxruntime-fused", fused, time.perf_counter() - start,
+                                            {"fused": fused_counts(fused)})
     for name in wanted:
         start = time.perf_counter()
         path = artefact_path(sim, name)
-        if name in ("torch", "ort", "openvino-fp32", "openvino-bf16", "ort-fused"):
+        if name in ("torch", "onnxruntime", "openvino-fp32", "openvino-bf16", "onnxruntime-fused"):
             out.setdefault(name, Artefact(name, path))
-        elif name == "ort-int8-dynamic":
+        elif name == "onnxruntime-int8-dynamic":
             notes = {}
             if rebuild or not _fresh(path, sim):
                 log(f"quantising {sim.name} (ORT dynamic INT8)")
-                timer = (lambda p: time_fn("ort-int8-dynamic", p)) if time_fn else (lambda p: 0.0)
+                timer = (lambda p: time_fn("onnxruntime-int8-dynamic", p)) if time_fn else (lambda p: 0.0)
                 notes = build_int8_dynamic(sim, fused, path, time_fn=timer)
             out[name] = Artefact(name, path, time.perf_counter() - start, notes)
         elif name in ("openvino-int8", "openvino-int8-bf16"):

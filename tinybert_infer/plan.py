@@ -244,7 +244,7 @@ def dev_gate(tsv_path, vocab_file, max_drop: float = DEFAULT_MAX_DROP, max_seq_l
 def gate_plans(plans: Sequence[Plan], gate: AccuracyGate, dynamic_model, log=lambda s: None):
     """The plans whose accuracy on the gate's sentences is within max_drop of exact fp32 (ONNX Runtime as
     exported, on the dynamic model); and every plan's accuracy."""
-    reference_plan = Plan("ort", str(dynamic_model), "length", plans[0].batch_size, "dynamic",
+    reference_plan = Plan("onnxruntime", str(dynamic_model), "length", plans[0].batch_size, "dynamic",
                           threads=plans[0].threads)
     accuracies = {}
     for plan in [reference_plan, *plans]:
@@ -269,12 +269,12 @@ def _dynamic_variants(precision: str) -> List[str]:
     from .optimize import nncf_available
 
     if precision == "fp32":
-        return ["openvino-fp32", "ort-fused"]
+        return ["openvino-fp32", "onnxruntime-fused"]
     if precision == "bf16":
         return ["openvino-bf16"]
     if precision == "int8":
         # int8-bf16 first: on AMX its unquantised ops (attention, GELU, LayerNorm) run in bf16, not f32.
-        return (["openvino-int8-bf16", "openvino-int8"] if nncf_available() else []) + ["ort-int8-dynamic"]
+        return (["openvino-int8-bf16", "openvino-int8"] if nncf_available() else []) + ["onnxruntime-int8-dynamic"]
     raise UsageError(f"--precision {precision!r}: use one of fp32, int8, bf16")
 
 
@@ -452,10 +452,14 @@ def plan_of_backend(backend: Backend, model, *, batching: str = "static", batch_
     """The plan a run on an already-made backend executes (a named --backend, or auto's static choice), for the
     summary: what ran, in the same shape as a planned run."""
     from .inference import resolve_batch_size
+    from .optimize import VARIANTS
 
     batch = resolve_batch_size(backend, batch_size)
-    name = getattr(backend, "variant", None) or {"onnxruntime": "ort", "openvino": "openvino-fp32",
-                                                 "torch": "torch"}.get(backend.name, "ort")
+    # A variant's name is its backend's, except OpenVINO's (one per precision) and the GPU execution providers'
+    # (they run ONNX Runtime's artefact).
+    name = getattr(backend, "variant", None) or {"openvino": "openvino-fp32"}.get(backend.name, backend.name)
+    if name not in VARIANTS:
+        name = "onnxruntime"
     if name == "openvino-fp32" and getattr(backend, "precision", "fp32") == "bf16":
         name = "openvino-bf16"
     info = backend.describe()

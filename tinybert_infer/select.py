@@ -43,7 +43,7 @@ def candidates_for(precision: str) -> list[str]:
     if precision == "bf16":
         return ["openvino-bf16"]
     if precision == "int8":
-        return ["ort-int8-dynamic"] + (["openvino-int8"] if nncf_available() else [])
+        return ["onnxruntime-int8-dynamic"] + (["openvino-int8"] if nncf_available() else [])
     raise UsageError(f"--precision {precision!r}: use one of {', '.join(PRECISIONS)}")
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .base import Backend
 
-BACKENDS = ("auto", "onnxruntime", "openvino", "torch", "ort-cuda", "ort-trt")  # GPU ones also as onnxruntime-gpu, ort-tensorrt
+BACKENDS = ("auto", "onnxruntime", "openvino", "torch", "onnxruntime-cuda", "onnxruntime-tensorrt")
 
 
 def make_backend(name: str, *, onnx_path=None, checkpoint_dir=None, batch_size=None, threads=None,
@@ -32,9 +32,9 @@ def make_backend(name: str, *, onnx_path=None, checkpoint_dir=None, batch_size=N
     if name in ("openvino", "onnxruntime", "torch"):
         return open_runtime(name, onnx_path, threads=threads, precision=precision, streams=streams,
                             checkpoint_dir=checkpoint_dir, batch_size=batch_size, head=head)
-    from .gpu import GPU_PROVIDERS, canonical_name
+    from .gpu import GPU_PROVIDERS
 
-    if canonical_name(name) in GPU_PROVIDERS:
+    if name in GPU_PROVIDERS:
         from .gpu import OrtGpuBackend
 
         return OrtGpuBackend(onnx_path, backend=name, threads=threads)

@@ -14,13 +14,8 @@ from ..errors import ToolError, UsageError
 from .onnxruntime import OnnxRuntimeBackend
 
 # backend name -> execution provider
-GPU_PROVIDERS = {"ort-cuda": "CUDAExecutionProvider", "ort-trt": "TensorrtExecutionProvider"}
-ALIASES = {"onnxruntime-gpu": "ort-cuda", "ort-tensorrt": "ort-trt"}
+GPU_PROVIDERS = {"onnxruntime-cuda": "CUDAExecutionProvider", "onnxruntime-tensorrt": "TensorrtExecutionProvider"}
 TRT_CACHE_ENV = "TINYBERT_TRT_CACHE"  # folder for TensorRT engines (building one takes a while)
-
-
-def canonical_name(name: str) -> str:
-    return ALIASES.get(name, name)
 
 
 def _provider_list(provider: str, fp16: bool):
@@ -35,10 +30,9 @@ def _provider_list(provider: str, fp16: bool):
 
 
 class OrtGpuBackend(OnnxRuntimeBackend):
-    def __init__(self, model_path, *, backend: str = "ort-cuda", threads: Optional[int] = None, fp16: bool = False):
+    def __init__(self, model_path, *, backend: str = "onnxruntime-cuda", threads: Optional[int] = None, fp16: bool = False):
         import onnxruntime as ort
 
-        backend = canonical_name(backend)
         provider = GPU_PROVIDERS[backend]
         if model_path is None:
             raise UsageError("give --model or --batchsize")
