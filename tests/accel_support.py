@@ -79,7 +79,7 @@ def seed_auto_choice(workdir: Path) -> None:
     """`--backend auto`'s choice for TinyBERT_sim_bs4.onnx, measured briefly here and cached in workdir as a first
     auto run on this host leaves it: a later auto run there takes it instead of measuring for seconds. For tests
     of the path a script takes, not of auto's measurement (test_optimize, test_pipeline_scripts)."""
-    from tinybert_infer.select import choose_backend
+    from tinybert_infer.plan.select import choose_backend
 
     choose_backend(workdir / f"TinyBERT_sim_bs{BS}.onnx", batch_size=BS, policy=SHORT_TIMING,
                    log=lambda s: None).close()

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tinybert_infer.synthetic import write_random_checkpoint
-from tinybert_infer.timing import TimingPolicy
+from tinybert_infer.models.synthetic import write_random_checkpoint
+from tinybert_infer.plan.timing import TimingPolicy
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("TINYBERT_SHARED", ROOT.parent / "shared")).resolve()
@@ -71,8 +71,8 @@ def tiny_exports(tmp_path_factory, tiny_checkpoint) -> dict:
     TinyBERT_{,sim_}bs4.onnx ("static" report) and TinyBERT_{,sim_}dyn.onnx ("dynamic"). The export is
     deterministic, so a copy is byte for byte what a test's own export would write. Never written to: tests
     take copies (copy_exports) for anything they build next to the model."""
-    from tinybert_infer.data import preprocess
-    from tinybert_infer.export import export_checkpoint, export_dynamic_checkpoint
+    from tinybert_infer.data.features import preprocess
+    from tinybert_infer.export.onnx import export_checkpoint, export_dynamic_checkpoint
 
     base = tmp_path_factory.mktemp("exports")
     tsv = write_tsv(base / "dev.tsv")
@@ -107,7 +107,7 @@ def short_auto_timing(monkeypatch):
     measurement (choice, log, cache, summary), not of how long it measures."""
     import functools
 
-    import tinybert_infer.select as select
+    import tinybert_infer.plan.select as select
 
     monkeypatch.setattr(select, "choose_backend", functools.partial(select.choose_backend, policy=SHORT_TIMING))
 

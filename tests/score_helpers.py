@@ -38,8 +38,8 @@ def reference_logits(checkpoint: Path, texts) -> np.ndarray:
     """PyTorch on the checkpoint, full-width batches of 8: an oracle independent of score's code path."""
     import torch
 
-    from tinybert_infer.checkpoint import load_model
-    from tinybert_infer.data import encode, make_tokenizer
+    from tinybert_infer.models.checkpoint import load_model
+    from tinybert_infer.data.features import encode, make_tokenizer
 
     ckpt, model = load_model(checkpoint)
     feats = encode(make_tokenizer(ckpt.vocab_file), list(texts))

@@ -17,8 +17,8 @@ import pytest
 from conftest import ROOT, SHARED, WORDS, early_job, early_result, run_cli_in_process, write_tsv
 from accel_support import (BS, STUB_BIN, STUB_PYTHON, accel_base, cli, error_lines, fake_cann_toolkit,  # noqa: F401
                            postprocess, recorded, script, seed_auto_choice, tool_env, workdir)
-from tinybert_infer.aisbench import throughput_from_output
-from tinybert_infer.synthetic import write_random_checkpoint
+from tinybert_infer.tools.aisbench import throughput_from_output
+from tinybert_infer.models.synthetic import write_random_checkpoint
 
 INPUTS = "bert_bin/input_ids,bert_bin/segment_ids,bert_bin/input_mask"
 EXPECTED_ARGV = ["--model", f"TinyBERT_bs{BS}.om", "--input", INPUTS, "--output", "result", "--outfmt", "TXT",
@@ -254,7 +254,7 @@ def test_int32_om_with_int32_files_scores_like_the_cpu_path(workdir, tmp_path, a
 
 
 def test_tool_report_must_show_bs_files_per_batch_and_the_claimed_folder(tmp_path):
-    from tinybert_infer.aisbench import check_tool_report
+    from tinybert_infer.tools.aisbench import check_tool_report
     from tinybert_infer.errors import ToolError
 
     folder = tmp_path / "result" / "2024_01_01-00_00_00"

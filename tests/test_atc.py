@@ -13,7 +13,7 @@ from onnx import TensorProto, helper
 from conftest import run_cli_in_process
 from accel_support import (BS, STUB_BIN, accel_base, error_lines, fake_cann_toolkit, recorded,  # noqa: F401
                            script, tool_env, workdir)
-from tinybert_infer.atc import build_atc_command, read_onnx_info, soc_version
+from tinybert_infer.tools.atc import build_atc_command, read_onnx_info, soc_version
 from tinybert_infer.errors import UsageError
 
 def om(bs, chip, *args, cwd, env):

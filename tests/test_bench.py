@@ -7,8 +7,8 @@ import pytest
 
 from conftest import ROOT, SENTENCES, WORDS, clean_environ, early_job, early_result, write_tsv
 from tinybert_infer.bench import BATCH_SIZES, PUBLISHED, perturb_layer_norms, render_markdown, summarise
-from tinybert_infer.optimize import VARIANTS
-from tinybert_infer.synthetic import write_random_checkpoint
+from tinybert_infer.export.optimize import VARIANTS
+from tinybert_infer.models.synthetic import write_random_checkpoint
 
 
 @early_job("quick_run")

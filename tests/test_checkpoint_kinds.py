@@ -18,9 +18,9 @@ import torch
 
 from conftest import SENTENCES, WORDS, random_batch, write_tsv
 from error_helpers import assert_error, run_main
-from tinybert_infer.checkpoint import load_model, read_checkpoint
+from tinybert_infer.models.checkpoint import load_model, read_checkpoint
 from tinybert_infer.errors import CheckpointError, DataError, ExportError, PipelineError, ResultError
-from tinybert_infer.synthetic import write_random_checkpoint, write_random_hf_checkpoint
+from tinybert_infer.models.synthetic import write_random_checkpoint, write_random_hf_checkpoint
 
 INPUTS = ("input_ids", "segment_ids", "input_mask")
 CASED_WORDS = ["Good", "MOVIE", "Film", "É", "##É", "It", "The"]
@@ -50,7 +50,7 @@ def transformers_reference(folder: Path, texts):
 
 
 def result_labels(result_dir: Path, count: int) -> np.ndarray:
-    from tinybert_infer.results import read_output
+    from tinybert_infer.run.results import read_output
 
     return np.array([read_output(result_dir / f"input{i}_0.txt").argmax() for i in range(count)])
 
@@ -96,7 +96,7 @@ def test_hf_checkpoint_gives_transformers_labels_through_the_pipeline(tmp_path, 
 
 
 def test_tinybert_checkpoint_keeps_its_relu_head_through_the_pipeline(tmp_path, tiny_checkpoint, tiny_tsv):
-    from tinybert_infer.data import encode, make_tokenizer
+    from tinybert_infer.data.features import encode, make_tokenizer
 
     out_export, result_dir, summary, _ = run_pipeline(tiny_checkpoint, tmp_path, tiny_tsv)
     assert "head: tinybert: classifier(relu(pooler))" in out_export
@@ -128,7 +128,7 @@ def test_dynamic_export_of_hf_checkpoint_is_checked_against_transformers(tmp_pat
                               "--output_dir", tmp_path, "--validate_count", "4")
     assert code == 0, err
     assert "head: hf" in out and "TinyBERT_sim_dyn.onnx: max |logit diff| vs transformers" in out
-    from tinybert_infer.specs import METADATA_HEAD, read_onnx_metadata
+    from tinybert_infer.models.specs import METADATA_HEAD, read_onnx_metadata
 
     assert read_onnx_metadata(tmp_path / "TinyBERT_sim_dyn.onnx")[METADATA_HEAD] == "hf"
 
@@ -219,7 +219,7 @@ def test_inputs_tokenised_with_other_settings_are_refused(tmp_path, cased_checkp
 def test_tokenizer_config_settings_are_read_like_transformers(tmp_path, tiny_checkpoint):
     from transformers import BertTokenizer
 
-    from tinybert_infer.data import make_tokenizer
+    from tinybert_infer.data.features import make_tokenizer
 
     folder = Path(shutil.copytree(tiny_checkpoint, tmp_path / "ck"))
     text = "Émile's MOVIE"
@@ -301,8 +301,8 @@ def test_non_finite_weights_are_refused_at_load(tmp_path, tiny_tsv, safetensors,
 
 
 def test_parity_check_fails_on_non_finite_logits(tmp_path, tiny_checkpoint, tiny_tsv, monkeypatch):
-    from tinybert_infer import export
-    from tinybert_infer.export import export_checkpoint, logit_difference
+    from tinybert_infer.export import onnx as export
+    from tinybert_infer.export.onnx import export_checkpoint, logit_difference
 
     nan = np.array([[np.nan, 0.0]])
     assert logit_difference(nan, nan) == math.inf
@@ -354,7 +354,7 @@ class _NanAfter:
 def test_non_finite_output_stops_inference_and_leaves_no_result_folder(tmp_path, tiny_checkpoint, tiny_tsv,
                                                                        monkeypatch):
     from tinybert_infer import backends
-    from tinybert_infer.data import preprocess
+    from tinybert_infer.data.features import preprocess
 
     preprocess(tiny_tsv, tiny_checkpoint / "vocab.txt", tmp_path / "bert_bin", show_progress=False)
     monkeypatch.setattr(backends, "make_backend", lambda *a, **k: _NanAfter(bad=6))
@@ -396,7 +396,7 @@ def test_reversed_id2label_gives_the_model_own_labels_in_dataset_order(tmp_path,
     assert summary["model_labels"] == [{"label": 0, "model_output": 1, "model_name": "NEGATIVE"},
                                        {"label": 1, "model_output": 0, "model_name": "POSITIVE"}]
     # logits in dataset order: logit_0 is transformers' NEGATIVE output
-    from tinybert_infer.results import read_output
+    from tinybert_infer.run.results import read_output
 
     got0 = np.array([read_output(result_dir / f"input{i}_0.txt") for i in range(len(texts))])
     np.testing.assert_allclose(got0, logits[:, ::-1], atol=1e-4)
@@ -424,7 +424,7 @@ def test_id2label_that_does_not_name_the_dataset_labels_is_refused(tmp_path, hf_
 
 
 def test_generic_and_numbered_names_keep_the_output_order(tmp_path, hf_checkpoint):
-    from tinybert_infer.labels import output_order
+    from tinybert_infer.models.labels import output_order
 
     for names in ({0: "LABEL_0", 1: "LABEL_1"}, {0: "0", 1: "1"}, {0: "negative", 1: "Positive"}, {0: "neg", 1: "pos"}):
         assert output_order({"id2label": {str(k): v for k, v in names.items()}}, 2, Path("c.json")) == (0, 1)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from conftest import SENTENCES, run_cli_in_process, write_tsv
-from tinybert_infer.data import encode, make_tokenizer, preprocess, read_manifest
+from tinybert_infer.data.features import encode, make_tokenizer, preprocess, read_manifest
 
 
 def load(folder, name, i):

@@ -1,4 +1,4 @@
-"""Length-aware batching (tinybert_infer.dynamic) and the dynamic-shape export, on tiny random checkpoints."""
+"""Length-aware batching (tinybert_infer.run.length) and the dynamic-shape export, on tiny random checkpoints."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ import pytest
 
 from conftest import run_cli_in_process
 from tinybert_infer.backends.base import Backend
-from tinybert_infer.dynamic import (Batch, Samples, padded_length, parse_buckets, plan_batches, read_sample_files,
-                                    read_tsv_samples, real_lengths, run_files_by_length, run_samples, run_tsv)
+from tinybert_infer.run.length import (Batch, Samples, padded_length, parse_buckets, plan_batches, read_sample_files,
+                                       read_tsv_samples, real_lengths, run_files_by_length, run_samples, run_tsv)
 from tinybert_infer.errors import UsageError
 from tinybert_infer.layout import INPUT_NAMES
-from tinybert_infer.results import read_output, read_summary
+from tinybert_infer.run.results import read_output, read_summary
 
 
 # ---------------------------------------------------------------- planning
@@ -184,7 +184,7 @@ def test_dynamic_export_keeps_symbolic_axes_and_matches_pytorch(models, tiny_che
     import onnxruntime as ort
     import torch
 
-    from tinybert_infer.checkpoint import load_model
+    from tinybert_infer.models.checkpoint import load_model
 
     report = models["dynamic"]
     assert report.onnx_path.name == "TinyBERT_dyn.onnx" and report.sim_path.name == "TinyBERT_sim_dyn.onnx"
@@ -218,7 +218,7 @@ def test_tsv_samples_equal_the_preprocessed_files(models, tiny_checkpoint):
 
 
 def _scored(result_dir, bin_dir):
-    from tinybert_infer.metrics import evaluate
+    from tinybert_infer.eval.metrics import evaluate
 
     return evaluate(result_dir, bin_dir, write=False)
 
@@ -226,7 +226,7 @@ def _scored(result_dir, bin_dir):
 @pytest.mark.parametrize("backend_name", ["onnxruntime", "torch"])
 def test_dynamic_length_predicts_exactly_what_the_static_path_does(models, tiny_checkpoint, tmp_path, backend_name):
     from tinybert_infer.backends import make_backend
-    from tinybert_infer.inference import run_files
+    from tinybert_infer.run.inference import run_files
 
     dirs = [models["bin"] / n for n in INPUT_NAMES]
     static = make_backend(backend_name, onnx_path=models["static"].sim_path, checkpoint_dir=tiny_checkpoint,
@@ -335,7 +335,7 @@ def test_openvino_streams_keep_order_and_numbers(models):
 
 def test_openvino_streams_give_the_same_result_folder_as_one_stream(models, tmp_path):
     from tinybert_infer.backends import make_backend
-    from tinybert_infer.inference import run_files
+    from tinybert_infer.run.inference import run_files
 
     dirs = [models["bin"] / n for n in INPUT_NAMES]
     common = dict(batch_size=4, outfmt="BIN", show_progress=False)
@@ -356,7 +356,7 @@ def test_openvino_streams_give_the_same_result_folder_as_one_stream(models, tmp_
 def test_streams_defaults_and_errors():
     from tinybert_infer.backends import make_backend
     from tinybert_infer.backends.openvino import OpenVinoBackend
-    from tinybert_infer.dynamic import default_streams
+    from tinybert_infer.run.length import default_streams
 
     assert default_streams("openvino", 2, True) == 2 and default_streams("openvino", 1, True) == 1
     assert default_streams("openvino", 2, False) == 1 and default_streams("onnxruntime", 2, True) == 1

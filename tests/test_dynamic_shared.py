@@ -22,8 +22,8 @@ TSV = SHARED / "glue_dir" / "SST-2" / "dev.tsv"
 
 @pytest.fixture(scope="module")
 def work(tmp_path_factory):
-    from tinybert_infer.data import preprocess
-    from tinybert_infer.export import export_dynamic_checkpoint
+    from tinybert_infer.data.features import preprocess
+    from tinybert_infer.export.onnx import export_dynamic_checkpoint
 
     path = tmp_path_factory.mktemp("dynamic_shared")
     preprocess(TSV, MODEL / "vocab.txt", path / "bert_bin", show_progress=False)
@@ -38,7 +38,7 @@ def oracle():
 
 
 def scored(result_dir, bin_dir):
-    from tinybert_infer.metrics import evaluate
+    from tinybert_infer.eval.metrics import evaluate
 
     return evaluate(result_dir, bin_dir, write=False)
 
@@ -46,9 +46,9 @@ def scored(result_dir, bin_dir):
 @pytest.mark.parametrize("bs", BATCH_SIZES)
 def test_dynamic_length_equals_the_static_64_path(work, oracle, bs):
     from tinybert_infer.backends.onnxruntime import OnnxRuntimeBackend
-    from tinybert_infer.dynamic import run_files_by_length
-    from tinybert_infer.export import export_checkpoint
-    from tinybert_infer.inference import run_files
+    from tinybert_infer.run.length import run_files_by_length
+    from tinybert_infer.export.onnx import export_checkpoint
+    from tinybert_infer.run.inference import run_files
 
     path, dynamic_model = work
     bin_dir = path / "bert_bin"
@@ -69,8 +69,8 @@ def test_dynamic_length_equals_the_static_64_path(work, oracle, bs):
 
 def test_torch_eager_dynamic_length_equals_the_static_64_path(work):
     from tinybert_infer.backends.torch_eager import TorchBackend
-    from tinybert_infer.dynamic import run_files_by_length
-    from tinybert_infer.inference import run_files
+    from tinybert_infer.run.length import run_files_by_length
+    from tinybert_infer.run.inference import run_files
 
     path, _ = work
     bin_dir = path / "bert_bin"
@@ -85,7 +85,7 @@ def test_torch_eager_dynamic_length_equals_the_static_64_path(work):
 
 
 def test_tsv_fed_directly_equals_the_preprocessed_files(work):
-    from tinybert_infer.dynamic import read_sample_files, read_tsv_samples
+    from tinybert_infer.run.length import read_sample_files, read_tsv_samples
 
     path, _ = work
     from_tsv = read_tsv_samples(TSV, MODEL / "vocab.txt")

@@ -14,8 +14,8 @@ import pytest
 from conftest import SENTENCES, write_tsv
 from error_helpers import WritesMarker, assert_error, run_main, snapshot
 from tinybert_infer.errors import DataError, ResultError
-from tinybert_infer.results import (INCOMPLETE_MARKER, TIMESTAMP_FORMAT, create_result_dir, metrics_path,
-                                    predictions_path, summary_path)
+from tinybert_infer.run.results import (INCOMPLETE_MARKER, TIMESTAMP_FORMAT, create_result_dir, metrics_path,
+                                        predictions_path, summary_path)
 
 RESULT_EXIT = ResultError.exit_code
 N = len(SENTENCES)  # 13 samples: input10..input12 sort after input9 only in natural order

@@ -12,10 +12,10 @@ import pytest
 
 from conftest import SENTENCES, write_tsv
 from error_helpers import assert_error, leftovers, run_main, snapshot
-from tinybert_infer.data import encode, make_tokenizer
+from tinybert_infer.data.features import encode, make_tokenizer
 from tinybert_infer.errors import DataError
 from tinybert_infer.layout import INPUT_NAMES, MANIFEST_NAME
-from tinybert_infer.tsv import TsvReader
+from tinybert_infer.data.tsv import TsvReader
 
 DATA_EXIT = DataError.exit_code
 GOOD = "sentence\tlabel\n" + "".join(f"{s}\t{label}\n" for s, label in SENTENCES[:4])

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from conftest import run_cli_in_process, run_script
-from tinybert_infer.checkpoint import load_model
-from tinybert_infer.export import export_checkpoint
+from tinybert_infer.models.checkpoint import load_model
+from tinybert_infer.export.onnx import export_checkpoint
 
 
 def graph_io(path):
@@ -35,7 +35,7 @@ def test_export_writes_both_files_with_the_contract(tmp_path, tiny_checkpoint, t
 
 
 def test_onnx_matches_pytorch_on_real_sentences(tiny_checkpoint, tiny_tsv, tiny_exports):
-    from tinybert_infer.data import encode, make_tokenizer
+    from tinybert_infer.data.features import encode, make_tokenizer
 
     # export_checkpoint(tiny_checkpoint, 4, ..., tsv_path=the tiny TSV): the session's export
     checkpoint, model = load_model(tiny_checkpoint)
@@ -59,7 +59,7 @@ def test_opset_is_configurable(tmp_path, tiny_checkpoint, tiny_tsv):
     dict(num_hidden_layers=3, hidden_size=40, num_attention_heads=5, intermediate_size=80, num_labels=3),
 ])
 def test_other_depths_widths_heads_and_labels_export(tmp_path, tiny_tsv, shape):
-    from tinybert_infer.synthetic import write_random_checkpoint
+    from tinybert_infer.models.synthetic import write_random_checkpoint
 
     folder = write_random_checkpoint(tmp_path / "ck", **shape)
     export_checkpoint(folder, 2, tmp_path, tsv_path=tiny_tsv)
@@ -131,7 +131,7 @@ def test_an_interrupted_export_leaves_the_earlier_graphs_whole_and_nothing_besid
     from conftest import ROOT, clean_environ
     from error_helpers import leftovers, run_main, snapshot
     from tinybert_infer.errors import INTERRUPTED_EXIT
-    from tinybert_infer.synthetic import write_random_checkpoint
+    from tinybert_infer.models.synthetic import write_random_checkpoint
 
     out = tmp_path / "out"
     code, _, err = run_main("export", "--batch_size", "4", "--model_dir", tiny_checkpoint, "--data_dir",

@@ -11,12 +11,12 @@ import torch
 from conftest import SENTENCES, run_cli_in_process
 from error_helpers import assert_error, snapshot
 from tinybert_infer.backends import make_backend
-from tinybert_infer.checkpoint import load_model
-from tinybert_infer.data import preprocess
+from tinybert_infer.models.checkpoint import load_model
+from tinybert_infer.data.features import preprocess
 from tinybert_infer.errors import ResultError
-from tinybert_infer.export import export_checkpoint
-from tinybert_infer.inference import iter_batches, run_files
-from tinybert_infer.results import format_txt, read_output
+from tinybert_infer.export.onnx import export_checkpoint
+from tinybert_infer.run.inference import iter_batches, run_files
+from tinybert_infer.run.results import format_txt, read_output
 
 N = len(SENTENCES)  # 13: not a multiple of 2, 4 or 5, so the last batch is padded
 

@@ -18,7 +18,7 @@ from conftest import ROOT, SENTENCES, write_tsv
 from error_helpers import assert_error, leftovers, run_main, snapshot
 from tinybert_infer.errors import DataError, ResultError
 from tinybert_infer.layout import INPUT_NAMES, MANIFEST_NAME
-from tinybert_infer.results import INCOMPLETE_MARKER, metrics_path, summary_path
+from tinybert_infer.run.results import INCOMPLETE_MARKER, metrics_path, summary_path
 
 BIG = 8000  # samples: far more than a run gets through before it is stopped
 # sentences for the preprocessing runs: enough that even a starved test process (a loaded 2-core host) sees
@@ -142,7 +142,7 @@ def _make_big_inputs(work: Path) -> None:
 @pytest.fixture(scope="module")
 def bs1_onnx(tmp_path_factory, tiny_checkpoint) -> Path:
     """TinyBERT_sim_bs1.onnx of the tiny checkpoint, exported once for this module's runs (read only)."""
-    from tinybert_infer.export import export_checkpoint
+    from tinybert_infer.export.onnx import export_checkpoint
 
     return export_checkpoint(tiny_checkpoint, 1, tmp_path_factory.mktemp("bs1"), validate_count=2).sim_path
 
@@ -207,7 +207,7 @@ def test_leftovers_of_dead_runs_are_swept_and_live_ones_kept(tmp_path):
 def test_ctrl_c_turned_into_another_exception_still_ends_as_interrupted(monkeypatch, tiny_checkpoint, tmp_path):
     """Some libraries replace the KeyboardInterrupt with their own error on its way out (numpy writing to a
     pathlib path did, under the Ctrl-C test above): the CLI still reports 'interrupted', exit 130."""
-    import tinybert_infer.data
+    import tinybert_infer.data.features
 
     def preprocess_hit_by_ctrl_c(*args, **kwargs):
         try:
@@ -218,7 +218,7 @@ def test_ctrl_c_turned_into_another_exception_still_ends_as_interrupted(monkeypa
         except KeyboardInterrupt:
             raise TypeError("expected str, bytes or os.PathLike object, not PosixPath") from None
 
-    monkeypatch.setattr(tinybert_infer.data, "preprocess", preprocess_hit_by_ctrl_c)
+    monkeypatch.setattr(tinybert_infer.data.features, "preprocess", preprocess_hit_by_ctrl_c)
     code, _, err = run_main("preprocess", "--tsv", write_tsv(tmp_path / "t.tsv"), "--vocab",
                             tiny_checkpoint / "vocab.txt", "--output_dir", tmp_path / "bert_bin")
     assert_error(code, err, 130, "interrupted")
@@ -226,12 +226,12 @@ def test_ctrl_c_turned_into_another_exception_still_ends_as_interrupted(monkeypa
 
 
 def test_errors_without_ctrl_c_are_not_mistaken_for_it(monkeypatch, tiny_checkpoint, tmp_path):
-    import tinybert_infer.data
+    import tinybert_infer.data.features
 
     def broken(*args, **kwargs):
         raise TypeError("a real bug")
 
-    monkeypatch.setattr(tinybert_infer.data, "preprocess", broken)
+    monkeypatch.setattr(tinybert_infer.data.features, "preprocess", broken)
     with pytest.raises(TypeError, match="a real bug"):
         run_main("preprocess", "--tsv", write_tsv(tmp_path / "t.tsv"), "--vocab", tiny_checkpoint / "vocab.txt",
                  "--output_dir", tmp_path / "bert_bin")

@@ -22,10 +22,10 @@ SLACK = 128 << 10  # bytes: per-batch timings and the like; one int64 input row 
 PROBE = r"""
 import json, sys, tracemalloc
 from pathlib import Path
-import tinybert_infer.data as data
+import tinybert_infer.data.features as data
 from tinybert_infer.backends import make_backend
-from tinybert_infer.data import preprocess
-from tinybert_infer.inference import run_files
+from tinybert_infer.data.features import preprocess
+from tinybert_infer.run.inference import run_files
 from tinybert_infer.layout import INPUT_NAMES
 from tinybert_infer.score.command import score_corpus
 

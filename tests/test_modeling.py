@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from conftest import random_batch
-from tinybert_infer.checkpoint import load_model, read_checkpoint
-from tinybert_infer.synthetic import write_random_checkpoint
+from tinybert_infer.models.checkpoint import load_model, read_checkpoint
+from tinybert_infer.models.synthetic import write_random_checkpoint
 
 
 def transformers_logits(checkpoint, ids, seg, mask):
@@ -72,16 +72,16 @@ def test_fit_dense_and_other_extra_keys_are_ignored(tmp_path):
 
 
 def test_flops_per_sample_matches_reference_notes():
-    from tinybert_infer.modeling import TinyBertConfig
-    from tinybert_infer.synthetic import TINYBERT_4L_312D
+    from tinybert_infer.models.modeling import TinyBertConfig
+    from tinybert_infer.models.synthetic import TINYBERT_4L_312D
 
     cfg = TinyBertConfig(num_labels=2, **TINYBERT_4L_312D)
     assert cfg.flops_per_sample(64) / 1e9 == pytest.approx(0.603, abs=0.001)
 
 
 def test_cls_only_last_layer_does_less_work_and_counts_it():
-    from tinybert_infer.modeling import TinyBertConfig
-    from tinybert_infer.synthetic import TINYBERT_4L_312D
+    from tinybert_infer.models.modeling import TinyBertConfig
+    from tinybert_infer.models.synthetic import TINYBERT_4L_312D
 
     cfg = TinyBertConfig(num_labels=2, **TINYBERT_4L_312D)
     full, executed = cfg.flops_per_sample(64), cfg.executed_flops_per_sample(64)

@@ -10,16 +10,16 @@ import torch
 
 from conftest import SHARED, WORDS, run_cli, run_cli_in_process
 from tinybert_infer.bench import perturb_layer_norms
-from tinybert_infer.checkpoint import load_model
+from tinybert_infer.models.checkpoint import load_model
 from tinybert_infer.errors import UsageError
-from tinybert_infer.export import export_checkpoint, validation_inputs
+from tinybert_infer.export.onnx import export_checkpoint, validation_inputs
 from tinybert_infer.layout import INPUT_NAMES, SELECTION_CACHE_NAME
-from tinybert_infer.optimize import (FP32_CANDIDATES, artefact_path, build_artefacts, calibration_batches,
-                                     fused_counts, make_variant_backend)
+from tinybert_infer.export.optimize import (FP32_CANDIDATES, artefact_path, build_artefacts, calibration_batches,
+                                            fused_counts, make_variant_backend)
 from tinybert_infer.roofline import gemm_rates, limits
-from tinybert_infer.select import PREFERRED, SWITCH_MARGIN, choose_backend
-from tinybert_infer.synthetic import TINYBERT_4L_312D, write_random_checkpoint
-from tinybert_infer.timing import TimingPolicy
+from tinybert_infer.plan.select import PREFERRED, SWITCH_MARGIN, choose_backend
+from tinybert_infer.models.synthetic import TINYBERT_4L_312D, write_random_checkpoint
+from tinybert_infer.plan.timing import TimingPolicy
 
 BS = 4
 FAST = TimingPolicy(warmup_s=0.0, warmup_runs=1, min_s=0.0, min_runs=2, max_s=0.5)
@@ -154,7 +154,7 @@ def test_auto_picks_a_measured_exact_fp32_artefact_and_caches_it(model, tmp_path
 def test_auto_picks_the_fastest_measured_candidate(model, tmp_path, monkeypatch, rates, want):
     """With the measurement made deterministic, auto must pick by it: the fastest, or the preferred candidate
     when no other beats it by more than the margin."""
-    import tinybert_infer.select as select
+    import tinybert_infer.plan.select as select
 
     root, ckpt, sim, feats, expected = model
     local = tmp_path / sim.name
@@ -170,7 +170,7 @@ def test_auto_measures_again_when_the_model_changes(model, tmp_path, monkeypatch
     """The cache is keyed by the model's bytes: a re-exported graph at the same path is measured afresh."""
     import onnx
 
-    import tinybert_infer.select as select
+    import tinybert_infer.plan.select as select
 
     root, ckpt, sim, feats, expected = model
     local = tmp_path / sim.name
@@ -211,7 +211,7 @@ def test_variant_names_are_checked():
 def test_roofline_rates_and_limits():
     rates = gemm_rates(1, seconds=0.02)
     assert rates["gflops"]["fp32"] > 0 and rates["gflops"]["int8"] > 0 and rates["threads"] == 1
-    from tinybert_infer.modeling import TinyBertConfig
+    from tinybert_infer.models.modeling import TinyBertConfig
 
     cfg = TinyBertConfig(num_labels=2, **TINYBERT_4L_312D)
     assert cfg.flops_per_sample(64) == pytest.approx(0.603e9, rel=2e-3)
@@ -223,8 +223,8 @@ def test_roofline_rates_and_limits():
 @pytest.mark.skipif(not (SHARED / "SST-2_model").is_dir(), reason="../shared not present")
 def test_default_fp32_path_gives_pytorchs_labels_on_all_dev_samples(tmp_path):
     """`infer` with no --backend (what ais_inference.sh runs) and every exact candidate it may choose."""
-    from tinybert_infer.data import preprocess
-    from tinybert_infer.metrics import evaluate
+    from tinybert_infer.data.features import preprocess
+    from tinybert_infer.eval.metrics import evaluate
 
     oracle = json.loads((SHARED / "reference" / "sst2_dev_reference_predictions.json").read_text())
     model_dir, dev = SHARED / "SST-2_model", SHARED / "glue_dir" / "SST-2" / "dev.tsv"
@@ -241,7 +241,7 @@ def test_default_fp32_path_gives_pytorchs_labels_on_all_dev_samples(tmp_path):
     assert preds.tolist() == oracle["preds"]
     sim = tmp_path / f"TinyBERT_sim_bs{bs}.onnx"
     arts = build_artefacts(sim, list(FP32_CANDIDATES), batch_size=bs, threads=2)
-    from tinybert_infer.inference import run_files
+    from tinybert_infer.run.inference import run_files
 
     for name in FP32_CANDIDATES:
         backend = make_variant_backend(name, artefact_path(sim, name) if name != "onnxruntime-fused" else arts[name].path,
@@ -254,7 +254,7 @@ def test_default_fp32_path_gives_pytorchs_labels_on_all_dev_samples(tmp_path):
 def test_timing_is_at_width_64_unless_varied_widths_are_asked_for():
     """PyTorch eager takes any width (seq_len None), yet its table row must be timed at 64 like the others."""
     from tinybert_infer.backends.base import Backend
-    from tinybert_infer.timing import DYNAMIC_PROBE_WIDTHS, measure_backend
+    from tinybert_infer.plan.timing import DYNAMIC_PROBE_WIDTHS, measure_backend
 
     class Recorder(Backend):
         name = "recorder"

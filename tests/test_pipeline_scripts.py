@@ -8,7 +8,7 @@ import pytest
 
 from conftest import (ROOT, SENTENCES, WORDS, clean_environ, early_job, early_result, run_cli_in_process, run_script,
                       write_tsv)
-from tinybert_infer.synthetic import write_random_checkpoint
+from tinybert_infer.models.synthetic import write_random_checkpoint
 
 
 @pytest.fixture()

@@ -1,4 +1,4 @@
-"""Run plans (tinybert_infer.plan): shape policies, streams x length-aware x precision, the planner and its cache,
+"""Run plans (tinybert_infer.plan.planner): shape policies, streams x length-aware x precision, the planner and its cache,
 the plan in every summary. Tiny random checkpoints only."""
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from conftest import run_cli_in_process
-from tinybert_infer.dynamic import read_tsv_samples
+from tinybert_infer.run.length import read_tsv_samples
 from tinybert_infer.errors import UsageError
 from tinybert_infer.layout import SELECTION_CACHE_NAME
-from tinybert_infer.plan import (DEFAULT_BUCKETS, Plan, as_features, make_plan, open_plan, pick, plan_of_backend)
+from tinybert_infer.plan.planner import (DEFAULT_BUCKETS, Plan, as_features, make_plan, open_plan, pick, plan_of_backend)
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +21,7 @@ def models(tmp_path_factory, tiny_checkpoint, tiny_exports):
     """The tiny checkpoint's static (bs 4) and dynamic exports, its TSV and bert_bin, in this module's folder
     (the artefacts built below land beside them)."""
     from conftest import copy_exports
-    from tinybert_infer.checkpoint import VOCAB_FILE
+    from tinybert_infer.models.checkpoint import VOCAB_FILE
 
     m = copy_exports(tiny_exports, tmp_path_factory.mktemp("plan_models"))
     feats = read_tsv_samples(m["tsv"], tiny_checkpoint / VOCAB_FILE).feats
@@ -35,7 +35,7 @@ def _static_logits(models):
 
 
 def _fused(models):
-    from tinybert_infer.optimize import artefact_path, build_artefacts
+    from tinybert_infer.export.optimize import artefact_path, build_artefacts
 
     build_artefacts(models["dynamic"], ["onnxruntime-fused"], batch_size=4, threads=1)
     return str(artefact_path(models["dynamic"], "onnxruntime-fused"))
@@ -87,8 +87,8 @@ def test_token_rows_of_any_length_score_like_padded_features(models):
 # ---------------------------------------------------------------- streams x length-aware x precision
 @pytest.mark.parametrize("precision", ["bf16", "int8", "int8-bf16"])
 def test_streams_and_per_length_shapes_compose_with_low_precision(models, tiny_checkpoint, precision):
-    from tinybert_infer.optimize import artefact_path, nncf_available
-    from tinybert_infer.plan import build_candidate_artefacts
+    from tinybert_infer.export.optimize import artefact_path, nncf_available
+    from tinybert_infer.plan.planner import build_candidate_artefacts
 
     if precision.startswith("int8") and not nncf_available():
         pytest.skip("nncf not installed")
@@ -113,7 +113,7 @@ def test_the_per_length_model_cache_keeps_precisions_apart(models, tmp_path):
     """OpenVINO 2026.4's cache key leaves the precision hint out: a bf16 compile importing the blob of an earlier
     f32 compile gave wrong logits on an AMX CPU (or crashed with two streams). One cache folder per hint."""
     from tinybert_infer.backends.openvino import OpenVinoStaticShapes
-    from tinybert_infer.plan import PlanExecutor
+    from tinybert_infer.plan.planner import PlanExecutor
 
     dyn, cache = models["dynamic"], tmp_path / "ov_cache"
 
@@ -155,7 +155,7 @@ def test_the_preferred_plan_stays_unless_another_is_faster_by_the_margin():
 
 def test_planner_measures_on_the_data_caches_its_choice_and_measures_again_for_a_new_model(models, tmp_path,
                                                                                         monkeypatch):
-    import tinybert_infer.plan as plan_module
+    import tinybert_infer.plan.planner as plan_module
 
     dyn = tmp_path / "TinyBERT_sim_dyn.onnx"
     shutil.copy(models["dynamic"], dyn)
@@ -190,7 +190,7 @@ def test_planner_measures_on_the_data_caches_its_choice_and_measures_again_for_a
 
 
 def test_a_changed_candidate_set_is_measured_again_not_answered_from_the_cache(models, tmp_path, monkeypatch):
-    import tinybert_infer.plan as plan_module
+    import tinybert_infer.plan.planner as plan_module
 
     dyn = tmp_path / "TinyBERT_sim_dyn.onnx"
     shutil.copy(models["dynamic"], dyn)
@@ -250,7 +250,7 @@ def test_plan_of_a_named_backend_describes_what_ran(models):
 @pytest.mark.parametrize("ort_rate, expected", [(105.0, "openvino-fp32"), (150.0, "onnxruntime")])
 def test_auto_keeps_its_preferred_fp32_artefact_unless_another_is_clearly_faster(models, tmp_path, monkeypatch,
                                                                                  ort_rate, expected):
-    import tinybert_infer.select as select
+    import tinybert_infer.plan.select as select
 
     local = tmp_path / models["static"].name
     shutil.copy(models["static"], local)
@@ -272,7 +272,7 @@ def test_auto_keeps_its_preferred_fp32_artefact_unless_another_is_clearly_faster
 @pytest.mark.slow  # about a minute on 2 cores: exports, a planner, PyTorch's labels
 def test_real_job_section_rows_on_a_tiny_checkpoint(tiny_checkpoint, tmp_path):
     from conftest import write_tsv
-    from tinybert_infer.checkpoint import read_checkpoint
+    from tinybert_infer.models.checkpoint import read_checkpoint
     from tinybert_infer.realjob import markdown_section, real_job_flops, real_job_section
 
     config = read_checkpoint(tiny_checkpoint).config
@@ -301,8 +301,8 @@ def test_plan_stability_counts_each_fresh_choice(models):
 
 
 def test_the_accuracy_gate_leaves_out_low_precision_plans_that_lose_accuracy(models, monkeypatch):
-    import tinybert_infer.plan as plan_module
-    from tinybert_infer.plan import AccuracyGate, gate_plans
+    import tinybert_infer.plan.planner as plan_module
+    from tinybert_infer.plan.planner import AccuracyGate, gate_plans
 
     labels = np.array([0, 1] * 100)
     wrong = {"onnxruntime": 0, "openvino-int8": 1, "onnxruntime-int8-dynamic": 2}  # wrong labels out of 200 per variant

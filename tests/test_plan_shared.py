@@ -19,9 +19,9 @@ DATA = SHARED / "glue_dir" / "SST-2"
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    from tinybert_infer.data import preprocess
-    from tinybert_infer.dynamic import read_sample_files
-    from tinybert_infer.export import export_dynamic_checkpoint
+    from tinybert_infer.data.features import preprocess
+    from tinybert_infer.run.length import read_sample_files
+    from tinybert_infer.export.onnx import export_dynamic_checkpoint
     from tinybert_infer.layout import INPUT_NAMES
 
     path = tmp_path_factory.mktemp("plan_shared")
@@ -33,7 +33,7 @@ def served(tmp_path_factory):
 
 
 def _recommended(served, precision):
-    from tinybert_infer.plan import dev_gate, make_plan, open_plan
+    from tinybert_infer.plan.planner import dev_gate, make_plan, open_plan
 
     dynamic, samples, _, _ = served
     gate = dev_gate(DATA / "dev.tsv", MODEL / "vocab.txt") if precision != "fp32" else None

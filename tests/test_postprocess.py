@@ -9,10 +9,10 @@ from sklearn.metrics import accuracy_score
 
 from conftest import SENTENCES, run_script, write_tsv
 from error_helpers import assert_error
-from tinybert_infer.data import preprocess
+from tinybert_infer.data.features import preprocess
 from tinybert_infer.errors import ResultError
-from tinybert_infer.metrics import evaluate, format_report
-from tinybert_infer.results import create_result_dir, mark_complete, write_output
+from tinybert_infer.eval.metrics import evaluate, format_report
+from tinybert_infer.run.results import create_result_dir, mark_complete, write_output
 
 N = len(SENTENCES)
 LABELS = [int(label) for _, label in SENTENCES]

@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from tinybert_infer.errors import DataError, ResultError
-from tinybert_infer.results import read_output, write_output
-from tinybert_infer.tsv import TsvReader
+from tinybert_infer.run.results import read_output, write_output
+from tinybert_infer.data.tsv import TsvReader
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 

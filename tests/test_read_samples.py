@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tinybert_infer.data import path_prefix, read_sample, read_samples
-from tinybert_infer.dynamic import read_sample_files
+from tinybert_infer.data.features import path_prefix, read_sample, read_samples
+from tinybert_infer.run.length import read_sample_files
 from tinybert_infer.errors import DataError
 
 SEQ = 8

@@ -19,7 +19,7 @@ from conftest import ROOT, SENTENCES, write_tsv
 from error_helpers import assert_error, run_main
 from score_helpers import read_predictions, reference_logits, tiny_dyn_onnx, write_shards  # noqa: F401
 from tinybert_infer.errors import ResultError
-from tinybert_infer.results import INCOMPLETE_MARKER, summary_path
+from tinybert_infer.run.results import INCOMPLETE_MARKER, summary_path
 from tinybert_infer.score.corpus import Shard
 from tinybert_infer.score.output import OrderedWriter
 

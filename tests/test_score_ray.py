@@ -21,7 +21,7 @@ from conftest import ROOT, SENTENCES, write_tsv
 from error_helpers import assert_error, run_main
 from score_helpers import read_predictions, tiny_dyn_onnx, write_shards  # noqa: F401
 from tinybert_infer.errors import DataError
-from tinybert_infer.results import INCOMPLETE_MARKER, summary_path
+from tinybert_infer.run.results import INCOMPLETE_MARKER, summary_path
 from tinybert_infer.score.command import score_corpus
 from tinybert_infer.score.ray_engine import DELAY_ENV, EXIT_ONCE_ENV
 

@@ -20,7 +20,7 @@ DEV = SHARED / "glue_dir" / "SST-2" / "dev.tsv"
 
 @pytest.fixture(scope="module")
 def onnx(tmp_path_factory):
-    from tinybert_infer.export import export_dynamic_checkpoint
+    from tinybert_infer.export.onnx import export_dynamic_checkpoint
 
     return export_dynamic_checkpoint(MODEL, tmp_path_factory.mktemp("shared_dyn"), tsv_path=DEV).sim_path
 

@@ -13,9 +13,9 @@ import pytest
 
 from conftest import run_cli_in_process
 from accel_support import BS, STUB_BIN, accel_base, error_lines, recorded, script, tool_env, workdir  # noqa: F401
-from tinybert_infer.atc import OnnxInfo, OnnxInput
+from tinybert_infer.tools.atc import OnnxInfo, OnnxInput
 from tinybert_infer.errors import UsageError
-from tinybert_infer.trtexec import build_trtexec_command, parse_summary, parse_version
+from tinybert_infer.tools.trtexec import build_trtexec_command, parse_summary, parse_version
 
 ONNX = f"--onnx=TinyBERT_sim_bs{BS}.onnx"
 MODERN = [ONNX, "--memPoolSize=workspace:5000", "--threads"]

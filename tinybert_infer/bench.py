@@ -19,10 +19,10 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Optional
 
-from .errors import UsageError
-from .fsutil import staged_file, write_json_atomic
-from .layout import INPUT_NAMES, SEQ_LEN, default_data_dir, default_model_dir, sim_onnx_name
-from .optimize import VARIANTS, nncf_available, variant
+from tinybert_infer.errors import UsageError
+from tinybert_infer.fsutil import staged_file, write_json_atomic
+from tinybert_infer.layout import INPUT_NAMES, SEQ_LEN, default_data_dir, default_model_dir, sim_onnx_name
+from tinybert_infer.export.optimize import VARIANTS, nncf_available, variant
 
 BATCH_SIZES = (1, 4, 8, 16, 32, 64)
 QUICK_BATCH_SIZES = (1, 8)
@@ -71,16 +71,16 @@ def _cell(task: dict) -> dict:
     """Runs in a spawned child: one throughput cell, one accuracy run, or the GEMM roofline."""
     try:
         if task["kind"] == "roofline":
-            from .roofline import gemm_rates
+            from tinybert_infer.roofline import gemm_rates
 
             return {"roofline": gemm_rates(task["threads"], task["seconds"]), "rss_mb": peak_rss_mb()}
-        from .optimize import make_variant_backend
+        from tinybert_infer.export.optimize import make_variant_backend
 
         path = Path(task["path"]) if task["path"] else None
         backend = make_variant_backend(task["variant"], path, threads=task["threads"],
                                        checkpoint_dir=task["checkpoint_dir"], batch_size=task["batch"])
         if task["kind"] == "throughput":
-            from .timing import TimingPolicy, measure_backend
+            from tinybert_infer.plan.timing import TimingPolicy, measure_backend
 
             result = measure_backend(backend, task["batch"], TimingPolicy(**task["policy"]), task["vocab_size"])
         else:
@@ -93,8 +93,8 @@ def _cell(task: dict) -> dict:
 
 
 def _accuracy_run(backend, task: dict) -> dict:
-    from .inference import run_files
-    from .metrics import evaluate
+    from tinybert_infer.run.inference import run_files
+    from tinybert_infer.eval.metrics import evaluate
 
     bin_dir = Path(task["bin_dir"])
     result_root = Path(task["result_root"])
@@ -135,7 +135,7 @@ RANDOM_WEIGHTS_TOLERANCE = 1e-2
 
 def throughput_checkpoint(work: Path) -> Path:
     """TinyBERT-4L-312D (the published table's model) with random weights, generated once per work folder."""
-    from .synthetic import TINYBERT_4L_312D, write_random_checkpoint
+    from tinybert_infer.models.synthetic import TINYBERT_4L_312D, write_random_checkpoint
 
     folder = work / "TinyBERT-4L-312D-random"
     if not ((folder / "config.json").is_file() and (folder / "pytorch_model.bin").is_file()):
@@ -144,7 +144,7 @@ def throughput_checkpoint(work: Path) -> Path:
 
 
 def export_for(checkpoint: Path, batch: int, out_dir: Path, tsv=None, tolerance: float = 1e-4) -> Path:
-    from .export import export_checkpoint
+    from tinybert_infer.export.onnx import export_checkpoint
 
     sim = out_dir / sim_onnx_name(batch)
     weights = max((checkpoint / n for n in ("pytorch_model.bin", "model.safetensors") if (checkpoint / n).is_file()),
@@ -155,8 +155,8 @@ def export_for(checkpoint: Path, batch: int, out_dir: Path, tsv=None, tolerance:
 
 
 def prepare(sim: Path, names, *, batch: int, threads: int, config, calibration, log):
-    from .optimize import build_artefacts, make_variant_backend
-    from .timing import QUICK, measure_backend
+    from tinybert_infer.export.optimize import build_artefacts, make_variant_backend
+    from tinybert_infer.plan.timing import QUICK, measure_backend
 
     def time_fn(name, path):
         backend = make_variant_backend(name, path, threads=threads, batch_size=batch)
@@ -167,7 +167,7 @@ def prepare(sim: Path, names, *, batch: int, threads: int, config, calibration, 
 
 
 def _read_config(checkpoint: Path):
-    from .checkpoint import read_checkpoint
+    from tinybert_infer.models.checkpoint import read_checkpoint
 
     return read_checkpoint(checkpoint).config
 
@@ -190,7 +190,7 @@ def machine_info(threads: int) -> dict:
     import openvino
     import torch
 
-    from .roofline import cpu_model
+    from tinybert_infer.roofline import cpu_model
 
     versions = {"python": platform.python_version(), "torch": torch.__version__, "onnxruntime": onnxruntime.__version__,
                 "openvino": openvino.__version__.split("-")[0], "onnx": onnx.__version__, "numpy": numpy.__version__}
@@ -209,9 +209,9 @@ def _log(msg: str) -> None:
 def run_benchmark(out: Path, *, quick: bool = False, batch_sizes=None, backends=None, threads: Optional[int] = None,
                   model_dir=None, data_dir=None, throughput_model=None, work_dir=None, accuracy_bs: Optional[int] = None,
                   accuracy_samples: Optional[int] = None, log=_log) -> dict:
-    from .progress import progress
-    from .select import default_threads
-    from .timing import QUICK, TimingPolicy
+    from tinybert_infer.progress import progress
+    from tinybert_infer.plan.select import default_threads
+    from tinybert_infer.plan.timing import QUICK, TimingPolicy
 
     started = time.time()
     out = Path(out)
@@ -242,7 +242,7 @@ def run_benchmark(out: Path, *, quick: bool = False, batch_sizes=None, backends=
     log("[2/4] throughput model and artefacts")
     tp_ckpt = Path(throughput_model) if throughput_model else throughput_checkpoint(work)
     tp_config = _read_config(tp_ckpt)
-    from .roofline import limits
+    from tinybert_infer.roofline import limits
 
     flops = tp_config.flops_per_sample(SEQ_LEN)
     executed_flops = tp_config.executed_flops_per_sample(SEQ_LEN)
@@ -258,8 +258,8 @@ def run_benchmark(out: Path, *, quick: bool = False, batch_sizes=None, backends=
         "limit_samples_per_s": model_limits}
     tp_dir = work / "throughput"
     artefacts = {}
-    from .optimize import calibration_batches
-    from .timing import synthetic_feeds
+    from tinybert_infer.export.optimize import calibration_batches
+    from tinybert_infer.plan.timing import synthetic_feeds
 
     for bs in batch_sizes:
         sim = export_for(tp_ckpt, bs, tp_dir, tolerance=RANDOM_WEIGHTS_TOLERANCE)
@@ -303,7 +303,7 @@ def run_benchmark(out: Path, *, quick: bool = False, batch_sizes=None, backends=
     report["accuracy"] = accuracy_section(names, model_dir=model_dir, data_dir=data_dir, work=work, bs=accuracy_bs,
                                           threads=threads, samples=accuracy_samples, log=log)
     log("[dynamic length] static-64 vs length-aware batching, end to end on the real checkpoint (docs/dynamic.md)")
-    from .dynamic_bench import dynamic_length_section
+    from tinybert_infer.dynamic_bench import dynamic_length_section
 
     dev = data_dir / "dev.tsv"
     report["dynamic_length"] = dynamic_length_section(
@@ -313,7 +313,7 @@ def run_benchmark(out: Path, *, quick: bool = False, batch_sizes=None, backends=
         report["real_job"] = {"skipped": "--quick run (the full benchmark has it)"}
     else:
         log("[real job] each precision's static-64 and planned plan, end to end, vs the real-job limit")
-        from .realjob import real_job_section
+        from tinybert_infer.realjob import real_job_section
 
         report["real_job"] = real_job_section(model_dir=model_dir, data_dir=data_dir, work=work / "real_job",
                                               threads=threads, rates=report["roofline"], throughput_checkpoint=tp_ckpt,
@@ -328,7 +328,7 @@ def run_benchmark(out: Path, *, quick: bool = False, batch_sizes=None, backends=
 def _add_fractions(row: dict, model_limits: dict, executed_share: float) -> None:
     """Fractions of the limit (config FLOPs, the yardstick) and, on the work the graph really executes, the
     GEMM efficiency: how close the kernels themselves run to the measured matrix-multiply rate."""
-    from .roofline import fraction_of_limit
+    from tinybert_infer.roofline import fraction_of_limit
 
     row["fraction_of_limit"] = fraction_of_limit(row["samples_per_s"], row["precision"], model_limits)
     row["fraction_of_fp32_limit"] = fraction_of_limit(row["samples_per_s"], "fp32", model_limits)
@@ -348,8 +348,8 @@ def accuracy_section(names, *, model_dir: Path, data_dir: Path, work: Path, bs: 
                      samples: Optional[int], log) -> dict:
     import numpy as np
 
-    from .checkpoint import VOCAB_FILE
-    from .data import preprocess
+    from tinybert_infer.models.checkpoint import VOCAB_FILE
+    from tinybert_infer.data.features import preprocess
 
     dev = data_dir / "dev.tsv"
     if not (model_dir / "config.json").is_file() or not dev.is_file():
@@ -365,7 +365,7 @@ def accuracy_section(names, *, model_dir: Path, data_dir: Path, work: Path, bs: 
     calib_tsv = data_dir / "test.tsv"  # unlabelled: calibration never sees the sentences that are scored
 
     def calibration():
-        from .optimize import calibration_batches, calibration_features
+        from tinybert_infer.export.optimize import calibration_batches, calibration_features
 
         feats, _ = calibration_features(model_dir, calib_tsv if calib_tsv.is_file() else None, 256, SEQ_LEN)
         return calibration_batches(feats, bs)
@@ -583,10 +583,10 @@ def render_markdown(r: dict) -> str:
         lines += ["", "ORT fusions on the throughput model's graph: " +
                   (", ".join(f"{k} x{v}" for k, v in r["fusions"].items()) or "none") +
                   " (EmbedLayerNormalization does not fuse: the exporter folds the position ids into a constant)."]
-    from .dynamic_bench import markdown_section
+    from tinybert_infer.dynamic_bench import markdown_section
 
     lines += markdown_section(r.get("dynamic_length"))
-    from .realjob import markdown_section as real_job_lines
+    from tinybert_infer.realjob import markdown_section as real_job_lines
 
     lines += real_job_lines(r.get("real_job"))
     lines += ["", "## Targets (ratios measured in this run)", "", "| target | ratio | met |", "|---|---|---|"]
@@ -642,7 +642,7 @@ def render_plot(r: dict, path: Path) -> None:
 
 # ---------------------------------------------------------------- CLI
 def add_command(sub):
-    from .cli import positive_int
+    from tinybert_infer.cli.main import positive_int
 
     p = sub.add_parser("benchmark", help="the results table on this CPU: every backend, BS 1-64, accuracy, limit")
     p.add_argument("--out", type=Path, default=Path("."), help="where benchmark.{md,json,png} go (default: .)")

@@ -21,8 +21,8 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
-from .errors import PipelineError, UsageError
-from .layout import INPUT_NAMES, default_data_dir, default_model_dir
+from tinybert_infer.errors import PipelineError, UsageError
+from tinybert_infer.layout import INPUT_NAMES, default_data_dir, default_model_dir
 
 BATCH_SIZES = (1, 8, 32, 64)
 LOGIT_TOLERANCE = 1e-4
@@ -36,7 +36,7 @@ def _wall(fn):
 
 
 def _backend(name: str, onnx_path, checkpoint_dir, batch_size, threads, streams: int = 1):
-    from .backends import make_backend
+    from tinybert_infer.backends import make_backend
 
     return make_backend(name, onnx_path=onnx_path, checkpoint_dir=checkpoint_dir, batch_size=batch_size,
                         threads=threads, streams=streams)
@@ -52,9 +52,9 @@ def compare_batch(backend_name: str, batch: int, *, bin_dir: Path, static_model:
     uses several OpenVINO streams, the static path is timed with those streams too and keeps its better time,
     so the ratio never credits the dynamic path with a setting the static one was denied.
     This is the function a benchmark calls for its "dynamic length" rows."""
-    from .dynamic import default_streams, run_files_by_length
-    from .inference import run_files
-    from .metrics import evaluate
+    from tinybert_infer.run.length import default_streams, run_files_by_length
+    from tinybert_infer.run.inference import run_files
+    from tinybert_infer.eval.metrics import evaluate
 
     dirs = [bin_dir / name for name in INPUT_NAMES]
     dynamic_streams = default_streams(backend_name, threads, True)
@@ -106,9 +106,9 @@ def compare_batch(backend_name: str, batch: int, *, bin_dir: Path, static_model:
 def prepare(work: Path, model_dir: Path, tsv: Path, batch_sizes: Sequence[int], needs_onnx: bool,
             log: Callable[[str], None]) -> tuple:
     """bert_bin/ from the TSV, the static ONNX per batch size and the dynamic ONNX, all under work/."""
-    from .checkpoint import VOCAB_FILE
-    from .data import preprocess
-    from .export import export_checkpoint, export_dynamic_checkpoint
+    from tinybert_infer.models.checkpoint import VOCAB_FILE
+    from tinybert_infer.data.features import preprocess
+    from tinybert_infer.export.onnx import export_checkpoint, export_dynamic_checkpoint
 
     bin_dir = work / "bert_bin"
     log(f"preprocess {tsv} -> {bin_dir}")
@@ -222,8 +222,8 @@ def verdict(rows: Sequence[dict]) -> list:
 
 
 def main(argv=None) -> int:
-    from .cli import positive_int
-    from .dynamic import parse_buckets
+    from tinybert_infer.cli.main import positive_int
+    from tinybert_infer.run.length import parse_buckets
 
     parser = argparse.ArgumentParser(prog="python -m tinybert_infer.dynamic_bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)

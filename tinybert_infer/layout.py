@@ -99,7 +99,7 @@ def export_hint(path: Path) -> str:
 
 def require_model(path, hint: Optional[str] = None) -> Path:
     """The model file itself, or the one-line error naming it and how to make it (every stage asks here)."""
-    from .errors import ExportError
+    from tinybert_infer.errors import ExportError
 
     path = Path(path)
     if not path.is_file():

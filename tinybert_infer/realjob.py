@@ -21,8 +21,8 @@ from typing import Callable, Dict, Optional, Sequence
 
 import numpy as np
 
-from .layout import INPUT_NAMES, default_data_dir, default_model_dir
-from .plan import PRECISIONS
+from tinybert_infer.layout import INPUT_NAMES, default_data_dir, default_model_dir
+from tinybert_infer.plan.planner import PRECISIONS
 
 BATCH_SIZE = 32
 TARGET_VS_STATIC = 2.0       # length-aware plan vs its precision's static-64 plan (BS >= 8)
@@ -41,8 +41,8 @@ def real_job_flops(config, lengths: Sequence[int], cls_only_last_layer: bool = T
 def _static_plan(precision: str, recommended, static_model: Path, batch: int, threads: int, **build):
     """The static-64 yardstick: the recommended plan's OpenVINO variant (the same arithmetic), else the
     precision's plain OpenVINO one."""
-    from .optimize import artefact_path, build_artefacts, variant
-    from .plan import Plan
+    from tinybert_infer.export.optimize import artefact_path, build_artefacts, variant
+    from tinybert_infer.plan.planner import Plan
 
     name = recommended.variant if recommended.runtime == "openvino" else f"openvino-{precision}"
     if variant(name).precision == "int8":
@@ -51,7 +51,7 @@ def _static_plan(precision: str, recommended, static_model: Path, batch: int, th
 
 
 def _torch_labels(checkpoint: Path, feats: dict, batch: int, threads: int) -> np.ndarray:
-    from .plan import Plan, open_plan
+    from tinybert_infer.plan.planner import Plan, open_plan
 
     with open_plan(Plan("torch", str(checkpoint), "length", batch, "dynamic", threads=threads,
                         checkpoint_dir=str(checkpoint))) as executor:
@@ -63,13 +63,13 @@ def model_rows(checkpoint: Path, label: str, *, bin_dir: Path, work: Path, rates
                calibration_tsv: Optional[Path] = None, gate=None, tolerance: Optional[float] = None,
                log: Callable[[str], None] = lambda s: None) -> list:
     """tolerance: export parity slack (None: the checkpoint specification's)."""
-    from .checkpoint import read_checkpoint
-    from .dynamic import read_sample_files
-    from .export import export_checkpoint, export_dynamic_checkpoint
-    from .metrics import evaluate
-    from .optimize import nncf_available
-    from .plan import make_plan, open_plan
-    from .select import calibration_loader
+    from tinybert_infer.models.checkpoint import read_checkpoint
+    from tinybert_infer.run.length import read_sample_files
+    from tinybert_infer.export.onnx import export_checkpoint, export_dynamic_checkpoint
+    from tinybert_infer.eval.metrics import evaluate
+    from tinybert_infer.export.optimize import nncf_available
+    from tinybert_infer.plan.planner import make_plan, open_plan
+    from tinybert_infer.plan.select import calibration_loader
 
     work.mkdir(parents=True, exist_ok=True)
     dirs = [bin_dir / n for n in INPUT_NAMES]
@@ -128,9 +128,9 @@ def real_job_section(*, model_dir: Path, data_dir: Path, work: Path, threads: in
                      precisions: Sequence[str] = PRECISIONS, repeats: int = 2,
                      log: Callable[[str], None] = lambda s: None) -> dict:
     """Rows for the real checkpoint and the TinyBERT-4L-312D shape (random weights, the same dev token ids)."""
-    from .bench import peak_rss_mb
-    from .checkpoint import VOCAB_FILE
-    from .data import preprocess
+    from tinybert_infer.bench import peak_rss_mb
+    from tinybert_infer.models.checkpoint import VOCAB_FILE
+    from tinybert_infer.data.features import preprocess
 
     dev = Path(data_dir) / "dev.tsv"
     if not (Path(model_dir) / "config.json").is_file() or not dev.is_file():
@@ -140,14 +140,14 @@ def real_job_section(*, model_dir: Path, data_dir: Path, work: Path, threads: in
     test_tsv = Path(data_dir) / "test.tsv"
     common = dict(bin_dir=bin_dir, rates=rates, threads=threads, batch=batch, precisions=precisions,
                   repeats=repeats, calibration_tsv=test_tsv if test_tsv.is_file() else None, log=log)
-    from .plan import dev_gate
+    from tinybert_infer.plan.planner import dev_gate
 
     # Low precision on the trained checkpoint must stay within 0.5 points of fp32 on dev; random weights have no
     # accuracy to keep, so the 4L-312D shape is planned on speed alone.
     rows = model_rows(Path(model_dir), "checkpoint", work=work / "checkpoint",
                       gate=dev_gate(dev, Path(model_dir) / VOCAB_FILE), **common)
     if throughput_checkpoint is not None:
-        from .bench import RANDOM_WEIGHTS_TOLERANCE
+        from tinybert_infer.bench import RANDOM_WEIGHTS_TOLERANCE
 
         rows += model_rows(Path(throughput_checkpoint), "4L-312D", work=work / "4L-312D",
                            tolerance=RANDOM_WEIGHTS_TOLERANCE, **common)
@@ -161,7 +161,7 @@ def plan_stability(dynamic_model: Path, feats: dict, *, precision: str, batch: i
     plan in >= 9 of 10 runs where candidates differ by more than 20 %."""
     from collections import Counter
 
-    from .plan import make_plan
+    from tinybert_infer.plan.planner import make_plan
 
     picks, rates = Counter(), []
     for run in range(runs):
@@ -229,11 +229,11 @@ def markdown_section(section: Optional[dict]) -> list:
 
 
 def main(argv=None) -> int:
-    from .bench import throughput_checkpoint
-    from .cli import positive_int
-    from .errors import PipelineError
-    from .roofline import gemm_rates
-    from .select import default_threads
+    from tinybert_infer.bench import throughput_checkpoint
+    from tinybert_infer.cli.main import positive_int
+    from tinybert_infer.errors import PipelineError
+    from tinybert_infer.roofline import gemm_rates
+    from tinybert_infer.plan.select import default_threads
 
     parser = argparse.ArgumentParser(prog="python -m tinybert_infer.realjob", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -271,10 +271,10 @@ def main(argv=None) -> int:
 
 
 def _stability_main(args, threads: int, work: Path, log) -> int:
-    from .dynamic import read_sample_files
-    from .export import export_checkpoint, export_dynamic_checkpoint
-    from .data import preprocess
-    from .checkpoint import VOCAB_FILE
+    from tinybert_infer.run.length import read_sample_files
+    from tinybert_infer.export.onnx import export_checkpoint, export_dynamic_checkpoint
+    from tinybert_infer.data.features import preprocess
+    from tinybert_infer.models.checkpoint import VOCAB_FILE
 
     model_dir = args.model_dir or default_model_dir()
     dev = (args.data_dir or default_data_dir()) / "dev.tsv"

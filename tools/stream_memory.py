@@ -73,7 +73,7 @@ def main(argv=None) -> int:
     sizes = [int(s) for s in args.sizes.split(",")]
 
     sys.path.insert(0, str(ROOT))
-    from tinybert_infer.synthetic import write_random_checkpoint
+    from tinybert_infer.models.synthetic import write_random_checkpoint
 
     args.work.mkdir(parents=True, exist_ok=True)
     checkpoint = args.work / "tiny_model"

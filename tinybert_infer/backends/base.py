@@ -8,7 +8,7 @@ from typing import Dict, Iterable, Iterator, Optional, Sequence, Tuple, TypeVar
 
 import numpy as np
 
-from ..layout import INPUT_NAMES
+from tinybert_infer.layout import INPUT_NAMES
 
 T = TypeVar("T")
 

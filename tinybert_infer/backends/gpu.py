@@ -10,8 +10,8 @@ from __future__ import annotations
 import os
 from typing import Optional
 
-from ..errors import ToolError, UsageError
-from .onnxruntime import OnnxRuntimeBackend
+from tinybert_infer.errors import ToolError, UsageError
+from tinybert_infer.backends.onnxruntime import OnnxRuntimeBackend
 
 # backend name -> execution provider
 GPU_PROVIDERS = {"onnxruntime-cuda": "CUDAExecutionProvider", "onnxruntime-tensorrt": "TensorrtExecutionProvider"}

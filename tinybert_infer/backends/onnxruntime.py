@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Optional, Sequence
 
-from ..layout import require_model
-from .base import Backend
+from tinybert_infer.layout import require_model
+from tinybert_infer.backends.base import Backend
 
 
 def _static_dim(dim) -> Optional[int]:

@@ -9,9 +9,9 @@ from typing import Optional
 
 import numpy as np
 
-from ..errors import ExportError, UsageError
-from ..layout import require_model
-from .base import Backend
+from tinybert_infer.errors import ExportError, UsageError
+from tinybert_infer.layout import require_model
+from tinybert_infer.backends.base import Backend
 
 PRECISION_HINTS = {"fp32": "f32", "bf16": "bf16"}
 

@@ -7,8 +7,8 @@ from typing import Optional
 import numpy as np
 import torch
 
-from ..checkpoint import load_model
-from .base import Backend
+from tinybert_infer.models.checkpoint import load_model
+from tinybert_infer.backends.base import Backend
 
 
 class TorchBackend(Backend):

@@ -5,4 +5,4 @@ local.py streams on this host; ray_engine.py runs the same steps in a Ray Data a
 itself is command.py (`add_command` is what cli.py picks up).
 """
 
-from .command import add_command  # noqa: F401
+from tinybert_infer.score.command import add_command  # noqa: F401

@@ -7,18 +7,18 @@ import sys
 import time
 from pathlib import Path
 
-from ..layout import DEFAULT_RESULT_DIR, SEQ_LEN, default_model_dir
-from ..progress import progress
-from .corpus import DEFAULT_CHUNK_ROWS, corpus_is_labelled, first_texts, label_set, resolve_shards
-from .output import FORMATS, ScoreFolder
-from .scorer import DEFAULT_BATCH, SCORE_BACKENDS, SCORE_PRECISIONS, make_score_plan, make_scorer
+from tinybert_infer.layout import DEFAULT_RESULT_DIR, SEQ_LEN, default_model_dir
+from tinybert_infer.progress import progress
+from tinybert_infer.score.corpus import DEFAULT_CHUNK_ROWS, corpus_is_labelled, first_texts, label_set, resolve_shards
+from tinybert_infer.score.output import FORMATS, ScoreFolder
+from tinybert_infer.score.scorer import DEFAULT_BATCH, SCORE_BACKENDS, SCORE_PRECISIONS, make_score_plan, make_scorer
 
 ENGINES = ("local", "ray")
 TIMING_ROWS = 1024  # the corpus's first sentences, which the planner times its candidates on
 
 
 def add_command(sub):
-    from ..cli import add_model_dir_arg, positive_int
+    from tinybert_infer.cli.main import add_model_dir_arg, positive_int
 
     p = sub.add_parser("score", help="score a corpus (TSV, folder of TSV shards, glob) -> result/<timestamp>/"
                                      "predictions.tsv, here or on a Ray cluster")
@@ -91,7 +91,7 @@ def score_corpus(spec, *, engine: str = "local", fmt: str = "tsv", backend=None,
     every row of every shard was scored exactly once."""
     shards = resolve_shards(spec)
     if engine == "ray":
-        from .ray_engine import import_ray
+        from tinybert_infer.score.ray_engine import import_ray
 
         import_ray()  # no ray package: one line, before any work
         threads = cpus_per_actor
@@ -108,7 +108,7 @@ def score_corpus(spec, *, engine: str = "local", fmt: str = "tsv", backend=None,
     runner = None
     try:
         if engine == "ray":
-            from .ray_engine import RayEngine
+            from tinybert_infer.score.ray_engine import RayEngine
 
             runner = RayEngine(cpus_per_actor=cpus_per_actor, actors=actors)  # connects (or starts) Ray
         with ScoreFolder(output_root, shards, fmt=fmt, num_labels=num_labels, labelled=labelled,
@@ -120,7 +120,7 @@ def score_corpus(spec, *, engine: str = "local", fmt: str = "tsv", backend=None,
                 scorer = None
                 summary["ray"] = runner.run(shards, plan, out.writer, labels, bar=bar)
             else:
-                from .local import run_local
+                from tinybert_infer.score.local import run_local
 
                 summary["local"] = run_local(shards, scorer, out.writer, labels, bar=bar)
             wall = time.perf_counter() - start

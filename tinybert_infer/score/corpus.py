@@ -16,8 +16,8 @@ from typing import Iterator, List, Sequence
 
 import numpy as np
 
-from ..errors import DataError
-from ..tsv import TsvReader
+from tinybert_infer.errors import DataError
+from tinybert_infer.data.tsv import TsvReader
 
 DEFAULT_CHUNK_ROWS = 1024  # rows per chunk (= per Ray block): tokenised and scored together
 SHARD_SUFFIXES = (".tsv",)

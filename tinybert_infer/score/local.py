@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from .corpus import Shard, iter_chunks
-from .output import OrderedWriter, result_columns
+from tinybert_infer.score.corpus import Shard, iter_chunks
+from tinybert_infer.score.output import OrderedWriter, result_columns
 
 
 def run_local(shards: Sequence[Shard], scorer, writer: OrderedWriter, labels: Sequence[str], *, bar) -> dict:

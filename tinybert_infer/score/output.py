@@ -23,10 +23,10 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from ..errors import ResultError
-from ..fsutil import discard_dir, file_sha256, write_json_atomic
-from ..results import check_complete, create_result_dir, mark_complete, metrics_path
-from .corpus import Shard
+from tinybert_infer.errors import ResultError
+from tinybert_infer.fsutil import discard_dir, file_sha256, write_json_atomic
+from tinybert_infer.run.results import check_complete, create_result_dir, mark_complete, metrics_path
+from tinybert_infer.score.corpus import Shard
 
 FORMATS = ("tsv", "parquet")
 STAGING = ".staging"
@@ -306,7 +306,7 @@ def read_table(folder) -> tuple:
 
 def evaluate_score_folder(folder) -> Optional[dict]:
     """Accuracy report of a labelled score folder (metrics.score), written to <folder>_metrics.json."""
-    from ..metrics import score
+    from tinybert_infer.eval.metrics import score
 
     manifest, cols = read_table(folder)
     if "label" not in cols:

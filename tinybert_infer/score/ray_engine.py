@@ -20,9 +20,9 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from ..errors import PipelineError, ToolError
-from .corpus import Shard, chunk_keys, chunk_nbytes, iter_chunks
-from .scorer import make_scorer
+from tinybert_infer.errors import PipelineError, ToolError
+from tinybert_infer.score.corpus import Shard, chunk_keys, chunk_nbytes, iter_chunks
+from tinybert_infer.score.scorer import make_scorer
 
 RAY_PACKAGE = "ray[data]"
 LOCAL_OBJECT_STORE = 512 << 20  # a local Ray's object store: blocks are small, the default takes 30 % of RAM

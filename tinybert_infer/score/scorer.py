@@ -17,17 +17,17 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from ..data import encode, make_tokenizer
-from ..errors import UsageError
-from ..layout import DYNAMIC_EXPORT_HINT, SEQ_LEN, dynamic_sim_onnx_name, require_model
-from ..plan import PRECISIONS
+from tinybert_infer.data.features import encode, make_tokenizer
+from tinybert_infer.errors import UsageError
+from tinybert_infer.layout import DYNAMIC_EXPORT_HINT, SEQ_LEN, dynamic_sim_onnx_name, require_model
+from tinybert_infer.plan.planner import PRECISIONS
 
 SCORE_BACKENDS = ("onnxruntime", "openvino", "torch")  # exact fp32 runtimes (OpenVINO with f32 pinned)
 DEFAULT_BATCH = 32
 
 
 def default_threads() -> int:
-    from ..select import default_threads as physical_cores
+    from tinybert_infer.plan.select import default_threads as physical_cores
 
     return physical_cores()
 
@@ -49,7 +49,8 @@ def make_score_plan(*, backend: Optional[str] = None, precision: Optional[str] =
         raise UsageError(f"--precision {precision!r}: use one of {', '.join(SCORE_PRECISIONS)}")
     if max_seq_length < 2:
         raise UsageError(f"--max_seq_length must be at least 2, got {max_seq_length}")
-    from ..checkpoint import check_vocab, find_vocab_file  # here, not at the top: torch only when a run needs it
+    # here, not at the top: torch only when a run needs it
+    from tinybert_infer.models.checkpoint import check_vocab, find_vocab_file
 
     model_dir = Path(model_dir).resolve()
     vocab = find_vocab_file(model_dir)  # vocab.txt or tokenizer.json; tokenizer_config.json beside it is honoured
@@ -77,8 +78,8 @@ def choose_run_plan(precision: str, onnx: Path, *, model_dir: Path, data_dir: Op
                     batch_size: int, threads: int, max_seq_length: int, timing_texts: Sequence[str]):
     """The planner's choice for this corpus: timed on its first sentences (real lengths), low precision kept
     only within the gate on the labelled dev set; int8 calibrated on test.tsv, never on the scored data."""
-    from ..layout import default_data_dir
-    from ..plan import AUTO_MAX_DROP, DEFAULT_MAX_DROP, candidates_for, dev_gate, make_plan
+    from tinybert_infer.layout import default_data_dir
+    from tinybert_infer.plan.planner import AUTO_MAX_DROP, DEFAULT_MAX_DROP, candidates_for, dev_gate, make_plan
 
     data_dir = Path(data_dir or default_data_dir())
     gate = None
@@ -98,8 +99,8 @@ def choose_run_plan(precision: str, onnx: Path, *, model_dir: Path, data_dir: Op
 
 def check_graph_tokenizer(onnx: Path, vocab: Path) -> None:
     """A graph exported from a checkpoint with other tokenizer switches would be fed ids it was never trained on."""
-    from ..data import check_tokenizer_match, read_tokenizer_settings
-    from ..specs import METADATA_TOKENIZER, read_onnx_metadata
+    from tinybert_infer.data.features import check_tokenizer_match, read_tokenizer_settings
+    from tinybert_infer.models.specs import METADATA_TOKENIZER, read_onnx_metadata
 
     check_tokenizer_match(onnx, "exported from a checkpoint whose tokenizer uses",
                           read_onnx_metadata(onnx).get(METADATA_TOKENIZER), str(vocab.parent),
@@ -110,14 +111,14 @@ class Scorer:
     """Tokenises a chunk of sentences and runs it in batches; logits float32 [len(texts), labels]."""
 
     def __init__(self, plan: dict):
-        from ..plan import Plan, PlanExecutor, open_plan, plan_of_backend
+        from tinybert_infer.plan.planner import Plan, PlanExecutor, open_plan, plan_of_backend
 
         self.plan = dict(plan)
         self.tokenizer = make_tokenizer(plan["vocab"])
         if plan.get("run_plan"):
             self.executor = open_plan(Plan.from_dict(plan["run_plan"]))
         else:
-            from ..backends import make_backend
+            from tinybert_infer.backends import make_backend
 
             backend = make_backend(plan["backend"], onnx_path=plan["model"], checkpoint_dir=plan["model_dir"],
                                    threads=plan["threads"])
@@ -138,7 +139,7 @@ class Scorer:
         return int(self.score_batch(["a"]).shape[1])
 
     def describe(self) -> dict:
-        from ..specs import run_model_record
+        from tinybert_infer.models.specs import run_model_record
 
         info = {k: v for k, v in self.plan.items()}
         info.setdefault("run_plan", self.executor.plan.to_dict())

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional, Sequence
 
-from .errors import ExportError, ToolError, UsageError
-from .layout import DEFAULT_OPSET, om_stem, require_model, sim_onnx_name
-from .tools import command_line, passthrough, require_tool, run_streamed
+from tinybert_infer.errors import ExportError, ToolError, UsageError
+from tinybert_infer.layout import DEFAULT_OPSET, om_stem, require_model, sim_onnx_name
+from tinybert_infer.tools.process import command_line, passthrough, require_tool, run_streamed
 
 # layout.DEFAULT_OPSET (11) is the one every CANN version takes (5.x/6.x: only 11; 7.0: 9-18; 8.0: 11-15; 9.x: 11-18).
 ACCEPTED_OPSETS = range(11, 19)

@@ -12,13 +12,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
-from .errors import CheckpointError
-from .layout import INPUT_NAMES
+from tinybert_infer.errors import CheckpointError
+from tinybert_infer.layout import INPUT_NAMES
 
 HEAD_FLAG = "--head"
 METADATA_HEAD = "tinybert_infer.head"            # ONNX metadata_props written at export: the head's name
 METADATA_TOKENIZER = "tinybert_infer.tokenizer"  # and the checkpoint's tokenizer switches (data.describe_tokenizer)
-METADATA_LABELS = "tinybert_infer.labels"        # and, as JSON, Checkpoint.labels_record (outputs in dataset order)
+METADATA_LABELS = "tinybert_infer.models.labels"        # and, as JSON, Checkpoint.labels_record (outputs in dataset order)
 
 
 def normalise_bert_keys(state: dict) -> dict:

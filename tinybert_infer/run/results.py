@@ -19,8 +19,8 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from .errors import ResultError
-from .fsutil import write_json_atomic
+from tinybert_infer.errors import ResultError
+from tinybert_infer.fsutil import write_json_atomic
 
 OUTFMTS = ("TXT", "BIN", "NPY")
 INCOMPLETE_MARKER = ".incomplete"  # present while a run of ours is writing; removed after the summary

@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
-from .errors import ToolError, UsageError
-from .layout import SEQ_LEN, sim_onnx_name
-from .tools import command_line, passthrough, require_tool, run_streamed
+from tinybert_infer.errors import ToolError, UsageError
+from tinybert_infer.layout import SEQ_LEN, sim_onnx_name
+from tinybert_infer.tools.process import command_line, passthrough, require_tool, run_streamed
 
 Version = Tuple[int, int, int]
 DEFAULT_WORKSPACE_MIB = 5000  # ModelZoo's TinyBERT README value
@@ -177,7 +177,7 @@ def run_perf(model: Path, batch_size: int, *, workspace_mib: int = DEFAULT_WORKS
              threads: bool = True, extra: Sequence[str] = (), dry_run: bool = False,
              trtexec_path: Optional[str] = None, assume_version: Optional[Version] = None,
              json_path: Optional[Path] = None, echo: bool = False) -> Optional[dict]:
-    from .atc import read_onnx_info
+    from tinybert_infer.tools.atc import read_onnx_info
 
     info = read_onnx_info(model)
     if info.inputs[0].dims and info.inputs[0].dims[0] not in (None, batch_size):
@@ -221,7 +221,7 @@ def run_perf(model: Path, batch_size: int, *, workspace_mib: int = DEFAULT_WORKS
         "qps_x_bs": summary.throughput_qps * batch_size if summary.throughput_qps is not None else None,
     }
     if json_path is not None:
-        from .fsutil import write_json_atomic
+        from tinybert_infer.fsutil import write_json_atomic
 
         write_json_atomic(Path(json_path), result)
     return result

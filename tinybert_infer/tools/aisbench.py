@@ -22,11 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional, Sequence
 
-from .errors import DataError, ToolError, UsageError
-from .fsutil import discard_dir
-from .layout import DEFAULT_BIN_DIR, DEFAULT_RESULT_DIR, FILE_DTYPES, INPUT_NAMES, om_stem
-from .results import OUTFMTS, clear_incomplete, create_result_dir, summary_path
-from .tools import command_line, run_streamed
+from tinybert_infer.errors import DataError, ToolError, UsageError
+from tinybert_infer.fsutil import discard_dir
+from tinybert_infer.layout import DEFAULT_BIN_DIR, DEFAULT_RESULT_DIR, FILE_DTYPES, INPUT_NAMES, om_stem
+from tinybert_infer.run.results import OUTFMTS, clear_incomplete, create_result_dir, summary_path
+from tinybert_infer.tools.process import command_line, run_streamed
 
 INSTALL_HINT = ("install ais_bench for this Python (the aclruntime and ais_bench wheels from "
                 "Ascend/tools ais-bench_workload) and source /usr/local/Ascend/ascend-toolkit/set_env.sh")
@@ -104,7 +104,7 @@ def describe_om(om: Path, device: int = 0, python: str = sys.executable) -> List
 
 
 def _sample_bytes(folder: Path) -> tuple:
-    from .data import list_input_files
+    from tinybert_infer.data.features import list_input_files
 
     names = list_input_files(folder)
     first = Path(folder) / names[0]
@@ -122,7 +122,7 @@ def check_inputs_fit(om: Path, om_inputs: Sequence[OmTensor], input_dirs: Sequen
     OM whose inputs atc made int32 are packed BS/2 to a batch at any even BS and scored wrongly."""
     if len(om_inputs) != len(input_dirs):
         raise DataError(f"{om}: {len(om_inputs)} inputs, but {len(input_dirs)} input folders were given")
-    from .data import manifest_dtype
+    from tinybert_infer.data.features import manifest_dtype
 
     files_dtype = manifest_dtype(Path(input_dirs[0]).parent)  # None: another tool's folders, size check only
     for tensor, folder in zip(om_inputs, input_dirs):
@@ -269,13 +269,13 @@ def _report(run: AisRun) -> None:
 
 # ---------------------------------------------------------------- CLI: ais-infer, ais-perf
 def _positive(text: str) -> int:
-    from .cli import positive_int
+    from tinybert_infer.cli.main import positive_int
 
     return positive_int(text)
 
 
 def _non_negative(text: str) -> int:
-    from .cli import non_negative_int
+    from tinybert_infer.cli.main import non_negative_int
 
     return non_negative_int(text)
 

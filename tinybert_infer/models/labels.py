@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 from typing import Optional
 
-from .errors import CheckpointError
+from tinybert_infer.errors import CheckpointError
 
 # What each SST-2 label value means (GLUE's SST-2 processor: "0" negative, "1" positive).
 SST2_MEANINGS = {0: ("negative", "neg"), 1: ("positive", "pos")}

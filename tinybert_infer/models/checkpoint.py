@@ -21,12 +21,12 @@ from typing import Optional
 import numpy as np
 import torch
 
-from .data import TOKENIZER_JSON, TokenizerSettings, load_vocab, read_tokenizer_settings
-from .errors import CheckpointError
-from .fsutil import read_json_object
-from .labels import labels_record, output_order, reorder_classifier
-from .modeling import ACTIVATIONS, TinyBertConfig, TinyBertForSequenceClassification
-from .specs import ModelSpec, resolve_spec
+from tinybert_infer.data.features import TOKENIZER_JSON, TokenizerSettings, load_vocab, read_tokenizer_settings
+from tinybert_infer.errors import CheckpointError
+from tinybert_infer.fsutil import read_json_object
+from tinybert_infer.models.labels import labels_record, output_order, reorder_classifier
+from tinybert_infer.models.modeling import ACTIVATIONS, TinyBertConfig, TinyBertForSequenceClassification
+from tinybert_infer.models.specs import ModelSpec, resolve_spec
 
 CONFIG_FILE = "config.json"
 VOCAB_FILE = "vocab.txt"

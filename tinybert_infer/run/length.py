@@ -21,11 +21,11 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .backends.base import Backend
-from .data import folder_dtype, list_input_files, make_tokenizer, path_prefix, read_samples
-from .errors import DataError, UsageError
-from .inference import RunReport, Slot, resolve_batch_size, build_summary, check_run_options, execute
-from .layout import IDS_NAME, INPUT_NAMES, MASK_NAME, SEGMENTS_NAME, SEQ_LEN, sample_file_name
+from tinybert_infer.backends.base import Backend
+from tinybert_infer.data.features import folder_dtype, list_input_files, make_tokenizer, path_prefix, read_samples
+from tinybert_infer.errors import DataError, UsageError
+from tinybert_infer.run.inference import RunReport, Slot, resolve_batch_size, build_summary, check_run_options, execute
+from tinybert_infer.layout import IDS_NAME, INPUT_NAMES, MASK_NAME, SEGMENTS_NAME, SEQ_LEN, sample_file_name
 
 MODES = ("dynamic_length", "static")
 TOKENIZE_CHUNK = 512
@@ -175,7 +175,7 @@ def read_tsv_samples(tsv_path, vocab_file, max_seq_length: int = SEQ_LEN) -> Sam
     sample i is named like preprocessing's input<i>.bin, so results line up with a preprocessed folder."""
     from itertools import islice
 
-    from .tsv import TsvReader
+    from tinybert_infer.data.tsv import TsvReader
 
     if max_seq_length < 2:
         raise DataError(f"max_seq_length must be at least 2, got {max_seq_length}")

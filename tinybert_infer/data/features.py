@@ -15,11 +15,11 @@ from typing import Iterable, Iterator, Optional, Sequence
 
 import numpy as np
 
-from .errors import CheckpointError, DataError
-from .fsutil import JsonSpool, dump_json, file_sha256, read_json_object, staged_dir
-from .layout import FILE_DTYPES, INPUT_NAMES, MANIFEST_NAME, SEQ_LEN, natural_key, sample_file_name
-from .progress import progress
-from .tsv import TsvReader
+from tinybert_infer.errors import CheckpointError, DataError
+from tinybert_infer.fsutil import JsonSpool, dump_json, file_sha256, read_json_object, staged_dir
+from tinybert_infer.layout import FILE_DTYPES, INPUT_NAMES, MANIFEST_NAME, SEQ_LEN, natural_key, sample_file_name
+from tinybert_infer.progress import progress
+from tinybert_infer.data.tsv import TsvReader
 
 MANIFEST_FORMAT = "tinybert-infer-inputs/1"
 CHUNK = 512  # sentences tokenised per call: bounded memory, fast-tokenizer batching

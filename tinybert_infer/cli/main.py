@@ -9,9 +9,9 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
-from .errors import INTERRUPTED_EXIT, FileSystemError, PipelineError, UsageError
-from .layout import (DEFAULT_BIN_DIR, DEFAULT_OPSET, FILE_DTYPES, INPUT_NAMES, SEQ_LEN, default_data_dir,
-                     default_model_dir, sim_onnx_name)
+from tinybert_infer.errors import INTERRUPTED_EXIT, FileSystemError, PipelineError, UsageError
+from tinybert_infer.layout import (DEFAULT_BIN_DIR, DEFAULT_OPSET, FILE_DTYPES, INPUT_NAMES, SEQ_LEN, default_data_dir,
+                                   default_model_dir, sim_onnx_name)
 
 
 def _int_at_least(minimum: int, what: str):
@@ -37,7 +37,7 @@ def add_model_dir_arg(p):
 
 
 def _head_arg(p, what: str):
-    from .specs import SPECS
+    from tinybert_infer.models.specs import SPECS
 
     p.add_argument("--head", choices=list(SPECS), default=None,
                    help=f"classifier head {what}: tinybert = classifier(relu(pooler)), hf = transformers' "
@@ -47,8 +47,8 @@ def _head_arg(p, what: str):
 
 def _model_vocab(model_dir: Path) -> Path:
     """The checkpoint's vocabulary: vocab.txt or tokenizer.json (also inside a Hugging Face cache entry)."""
-    from .checkpoint import VOCAB_FILE, find_vocab_file, resolve_folder
-    from .errors import CheckpointError
+    from tinybert_infer.models.checkpoint import VOCAB_FILE, find_vocab_file, resolve_folder
+    from tinybert_infer.errors import CheckpointError
 
     try:
         return find_vocab_file(resolve_folder(model_dir))
@@ -81,12 +81,12 @@ def add_export(sub):
 
 
 def cmd_export(args) -> int:
-    from .export import export_checkpoint
+    from tinybert_infer.export.onnx import export_checkpoint
 
     model_dir = args.model_dir or default_model_dir()
     tsv = (args.data_dir or default_data_dir()) / "dev.tsv"
     if args.dynamic:
-        from .export import export_dynamic_checkpoint
+        from tinybert_infer.export.onnx import export_dynamic_checkpoint
 
         report = export_dynamic_checkpoint(model_dir, args.output_dir, opset=args.opset, tsv_path=tsv,
                                            cls_only_last_layer=not args.full_last_layer, head=args.head,
@@ -123,7 +123,7 @@ def add_preprocess(sub):
 
 
 def cmd_preprocess(args) -> int:
-    from .data import preprocess
+    from tinybert_infer.data.features import preprocess
 
     tsv = args.tsv or (args.data_dir or default_data_dir()) / "dev.tsv"
     vocab = args.vocab or _model_vocab(args.model_dir or default_model_dir())
@@ -136,7 +136,7 @@ def cmd_preprocess(args) -> int:
 
 
 def _check_vocab(vocab: Path) -> None:
-    from .checkpoint import check_vocab
+    from tinybert_infer.models.checkpoint import check_vocab
 
     check_vocab(vocab)
 
@@ -170,10 +170,10 @@ def add_infer(sub):
 
 
 def cmd_infer(args) -> int:
-    from .backends import make_backend
-    from .data import manifest_digest
-    from .inference import run_files, run_pure
-    from .specs import run_model_record
+    from tinybert_infer.backends import make_backend
+    from tinybert_infer.data.features import manifest_digest
+    from tinybert_infer.run.inference import run_files, run_pure
+    from tinybert_infer.models.specs import run_model_record
 
     if args.output_dirname is not None and args.output is None:
         raise UsageError("--output_dirname needs --output")
@@ -191,7 +191,7 @@ def cmd_infer(args) -> int:
     else:
         if args.output is None:
             raise UsageError("give --output: results are only saved under an output root")
-        from .plan import plan_of_backend
+        from tinybert_infer.plan.planner import plan_of_backend
 
         dirs = [Path(d) for d in args.input.split(",") if d]
         extra = {"inputs_manifest_sha256": manifest_digest(dirs[0].parent), **run_model_record(backend, onnx_path),
@@ -206,8 +206,8 @@ def cmd_infer(args) -> int:
 
 def _check_inputs_tokenizer(bin_dir: Path, model_tokenizer) -> None:
     """Inputs tokenised with other switches than the model's are refused before anything runs."""
-    from .data import check_inputs_tokenizer, read_manifest
-    from .layout import MANIFEST_NAME
+    from tinybert_infer.data.features import check_inputs_tokenizer, read_manifest
+    from tinybert_infer.layout import MANIFEST_NAME
 
     if (bin_dir / MANIFEST_NAME).is_file():
         check_inputs_tokenizer(bin_dir / MANIFEST_NAME, read_manifest(bin_dir), model_tokenizer)
@@ -215,14 +215,14 @@ def _check_inputs_tokenizer(bin_dir: Path, model_tokenizer) -> None:
 
 def _check_tsv_tokenizer(vocab: Path, model_tokenizer) -> None:
     """--tsv is tokenised with --model_dir's switches, which must be the exported graph's."""
-    from .data import check_inputs_tokenizer, read_tokenizer_settings
+    from tinybert_infer.data.features import check_inputs_tokenizer, read_tokenizer_settings
 
     made_with = {"tokenizer": read_tokenizer_settings(vocab.parent).record()}
     check_inputs_tokenizer(vocab.parent, made_with, model_tokenizer)
 
 
 def _print_run(report, extra_block: str = "") -> None:
-    from .results import format_summary_block
+    from tinybert_infer.run.results import format_summary_block
 
     info = report.summary["backend"]
     versions = ", ".join(f"{k} {v}" for k, v in info.items() if k in ("onnxruntime", "torch", "openvino"))
@@ -255,10 +255,10 @@ def _add_length_args(p):
 
 
 def cmd_infer_by_length(args) -> int:
-    """infer --dynamic_length and/or --tsv: samples fed through a plan (tinybert_infer.plan, dynamic)."""
-    from .data import manifest_digest
-    from .dynamic import format_length_block, parse_buckets, read_sample_files, read_tsv_samples
-    from .layout import dynamic_sim_onnx_name
+    """infer --dynamic_length and/or --tsv: samples fed through a plan (tinybert_infer.plan.planner, dynamic)."""
+    from tinybert_infer.data.features import manifest_digest
+    from tinybert_infer.run.length import format_length_block, parse_buckets, read_sample_files, read_tsv_samples
+    from tinybert_infer.layout import dynamic_sim_onnx_name
 
     if (args.tsv is None) == (args.input is None):
         raise UsageError("give exactly one of --input (preprocessed folders) and --tsv")
@@ -301,17 +301,18 @@ def cmd_infer_by_length(args) -> int:
 def _length_executor(args, onnx_path, model_dir, buckets, samples):
     """The plan a --dynamic_length/--tsv run executes: measured by the planner (--backend auto, no shape flags),
     OpenVINO's per-length static shapes (--static_shapes), or the named backend as given."""
-    from .backends import make_backend
-    from .dynamic import default_streams
-    from .plan import PER_LENGTH_PAD_MULTIPLE, Plan, PlanExecutor, build_candidate_artefacts, make_plan, plan_of_backend
+    from tinybert_infer.backends import make_backend
+    from tinybert_infer.run.length import default_streams
+    from tinybert_infer.plan.planner import (PER_LENGTH_PAD_MULTIPLE, Plan, PlanExecutor, build_candidate_artefacts,
+                                             make_plan, plan_of_backend)
 
     if args.dynamic_length and args.batchsize is None:
         raise UsageError("this backend has no static batch: give --batchsize")
     if args.static_shapes:
         if args.backend not in ("auto", "openvino"):
             raise UsageError("--static_shapes is OpenVINO's: use --backend openvino or auto")
-        from .optimize import artefact_path
-        from .select import default_threads
+        from tinybert_infer.export.optimize import artefact_path
+        from tinybert_infer.plan.select import default_threads
 
         name = f"openvino-{args.precision}"
         threads = args.threads or default_threads()
@@ -323,8 +324,8 @@ def _length_executor(args, onnx_path, model_dir, buckets, samples):
         return PlanExecutor(plan), {}
     if args.dynamic_length and args.backend == "auto" and not (args.streams or args.pad_multiple or buckets):
         static = Path(sim_onnx_name(args.batchsize))  # the recipe's static model, a candidate where it is at hand
-        from .checkpoint import find_vocab_file
-        from .plan import dev_gate
+        from tinybert_infer.models.checkpoint import find_vocab_file
+        from tinybert_infer.plan.planner import dev_gate
 
         gate = None if args.precision == "fp32" else dev_gate(default_data_dir() / "dev.tsv",
                                                               find_vocab_file(model_dir))
@@ -346,10 +347,10 @@ def _length_executor(args, onnx_path, model_dir, buckets, samples):
 
 def _model_record(backend_name: str, model_dir: Path, onnx_path, head) -> dict:
     """The head and tokenizer switches a run records, known before any backend is built (specs.run_model_record)."""
-    from .specs import checkpoint_record, run_model_record
+    from tinybert_infer.models.specs import checkpoint_record, run_model_record
 
     if backend_name == "torch":
-        from .checkpoint import read_checkpoint
+        from tinybert_infer.models.checkpoint import read_checkpoint
 
         return checkpoint_record(read_checkpoint(model_dir, head=head))
     return run_model_record(None, onnx_path)
@@ -369,9 +370,9 @@ def add_postprocess(sub):
 
 
 def cmd_postprocess(args) -> int:
-    from .metrics import evaluate, format_report
-    from .results import metrics_path, predictions_path
-    from .score.output import evaluate_score_folder, is_score_folder
+    from tinybert_infer.eval.metrics import evaluate, format_report
+    from tinybert_infer.run.results import metrics_path, predictions_path
+    from tinybert_infer.score.output import evaluate_score_folder, is_score_folder
 
     if is_score_folder(args.result_dir):  # `score` output: labels and predictions are in the folder itself
         metrics = evaluate_score_folder(args.result_dir)
@@ -403,8 +404,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _extra_commands():
     """Commands that live in their own modules (accelerator tools, benchmark, corpus scoring)."""
-    from . import aisbench, atc, bench, trtexec
-    from .score import command as score
+    from tinybert_infer import bench
+    from tinybert_infer.tools import aisbench, atc, trtexec
+    from tinybert_infer.score import command as score
 
     return [m.add_command for m in (atc, trtexec, aisbench, bench, score)]
 

@@ -14,14 +14,14 @@ import statistics
 from pathlib import Path
 from typing import Callable, Optional
 
-from .backends.base import Backend
-from .errors import UsageError
-from .fsutil import file_sha256, write_json_atomic
-from .layout import SELECTION_CACHE_NAME, require_model
-from .plan import PRECISIONS, SWITCH_MARGIN
-from .roofline import cpu_model
-from .optimize import FP32_CANDIDATES, artefact_path, build_artefacts, make_variant_backend, nncf_available
-from .timing import SELECT_ROUND, TimingPolicy, measure_backend
+from tinybert_infer.backends.base import Backend
+from tinybert_infer.errors import UsageError
+from tinybert_infer.fsutil import file_sha256, write_json_atomic
+from tinybert_infer.layout import SELECTION_CACHE_NAME, require_model
+from tinybert_infer.plan.planner import PRECISIONS, SWITCH_MARGIN
+from tinybert_infer.roofline import cpu_model
+from tinybert_infer.export.optimize import FP32_CANDIDATES, artefact_path, build_artefacts, make_variant_backend, nncf_available
+from tinybert_infer.plan.timing import SELECT_ROUND, TimingPolicy, measure_backend
 
 DEFAULT_BATCH_FOR_DYNAMIC = 8
 SELECT_ROUNDS = 3
@@ -97,9 +97,9 @@ class SelectedBackend(Backend):
 def calibration_loader(checkpoint_dir, tsv, batch: int):
     """INT8 calibration batches from tsv (never the scored data), made only when an artefact needs them."""
     def load():
-        from .errors import PipelineError
-        from .optimize import calibration_batches, calibration_features
-        from .timing import synthetic_feeds
+        from tinybert_infer.errors import PipelineError
+        from tinybert_infer.export.optimize import calibration_batches, calibration_features
+        from tinybert_infer.plan.timing import synthetic_feeds
 
         try:
             feats, _ = calibration_features(checkpoint_dir, tsv, max(128, batch), 64)
@@ -118,13 +118,13 @@ def choose_backend(sim_path, *, batch_size: Optional[int] = None, threads: Optio
     require_model(sim)
     # A dynamic-shape model is timed on the varied widths length-aware batching feeds it, each runtime with the
     # streams it would run them with (dynamic.default_streams); a static one at 64.
-    from .export import has_dynamic_sequence
+    from tinybert_infer.export.onnx import has_dynamic_sequence
 
     varied = has_dynamic_sequence(sim)
 
     def streams_for(name: str) -> int:
-        from .dynamic import default_streams
-        from .optimize import variant
+        from tinybert_infer.run.length import default_streams
+        from tinybert_infer.export.optimize import variant
 
         return default_streams(variant(name).runtime, threads, varied)
 

@@ -26,10 +26,10 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .backends.base import Backend
-from .errors import UsageError
-from .fsutil import ClosesOnExit
-from .layout import DYNAMIC_EXPORT_HINT, IDS_NAME, INPUT_NAMES, MASK_NAME, SELECTION_CACHE_NAME, require_model
+from tinybert_infer.backends.base import Backend
+from tinybert_infer.errors import UsageError
+from tinybert_infer.fsutil import ClosesOnExit
+from tinybert_infer.layout import DYNAMIC_EXPORT_HINT, IDS_NAME, INPUT_NAMES, MASK_NAME, SELECTION_CACHE_NAME, require_model
 
 BATCHINGS = ("static", "length")
 SHAPE_POLICIES = ("fixed", "dynamic", "per_length")
@@ -60,7 +60,7 @@ class Plan:
     checkpoint_dir: Optional[str] = None  # the torch variant runs the checkpoint itself
 
     def __post_init__(self):
-        from .optimize import variant
+        from tinybert_infer.export.optimize import variant
 
         variant(self.variant)
         if self.batching not in BATCHINGS:
@@ -78,13 +78,13 @@ class Plan:
 
     @property
     def precision(self) -> str:
-        from .optimize import variant
+        from tinybert_infer.export.optimize import variant
 
         return variant(self.variant).precision
 
     @property
     def runtime(self) -> str:
-        from .optimize import variant
+        from tinybert_infer.export.optimize import variant
 
         return variant(self.variant).runtime
 
@@ -115,11 +115,11 @@ class Plan:
 
 # ---------------------------------------------------------------- executing a plan
 def backend_for(plan: Plan) -> Backend:
-    from .optimize import make_variant_backend, openvino_precision
+    from tinybert_infer.export.optimize import make_variant_backend, openvino_precision
 
     model = Path(plan.model)
     if plan.shape_policy == "per_length":
-        from .backends.openvino import OpenVinoStaticShapes
+        from tinybert_infer.backends.openvino import OpenVinoStaticShapes
 
         # An NNCF IR carries its int8 in the graph; its other ops run in exact f32 or bf16 as the variant says.
         # No model cache: imported blobs cost 2.3x the memory of compiled shapes (shared checkpoint, bf16, 11
@@ -148,7 +148,7 @@ class PlanExecutor(ClosesOnExit):
     def score(self, inputs) -> np.ndarray:
         """Logits [N, labels] in input order. inputs: a list of token id sequences ([CLS] ... [SEP], any
         lengths; segments 0, mask 1), or {input_ids, segment_ids, input_mask}: int [N, W] arrays."""
-        from .dynamic import batch_feeds, plan_batches, real_lengths
+        from tinybert_infer.run.length import batch_feeds, plan_batches, real_lengths
 
         feats = as_features(inputs)
         lengths = real_lengths(feats[MASK_NAME])
@@ -168,7 +168,7 @@ class PlanExecutor(ClosesOnExit):
         return out if out is not None else np.empty((0, 0), np.float32)
 
     def run_samples(self, samples, output_root, **kwargs):
-        from .dynamic import run_samples
+        from tinybert_infer.run.length import run_samples
 
         extra = dict(kwargs.pop("extra_summary", None) or {}, **self.summary_extra())
         return run_samples(self.backend, samples, output_root, batch_size=self.plan.batch_size, mode=self.plan.mode,
@@ -180,11 +180,11 @@ class PlanExecutor(ClosesOnExit):
         reads them all first (it sorts by length)."""
         extra = dict(kwargs.pop("extra_summary", None) or {}, **self.summary_extra())
         if self.plan.batching == "static":
-            from .inference import run_files
+            from tinybert_infer.run.inference import run_files
 
             return run_files(self.backend, input_dirs, output_root, batch_size=self.plan.batch_size,
                              extra_summary=extra, **kwargs)
-        from .dynamic import read_sample_files
+        from tinybert_infer.run.length import read_sample_files
 
         samples = read_sample_files(input_dirs, self.backend.input_names)
         return self.run_samples(samples, output_root, extra_summary=extra, **kwargs)
@@ -230,8 +230,8 @@ class AccuracyGate:
 
 def dev_gate(tsv_path, vocab_file, max_drop: float = DEFAULT_MAX_DROP, max_seq_length: int = 64):
     """The gate on a labelled GLUE TSV (SST-2 dev.tsv); None when it is absent."""
-    from .dynamic import read_tsv_samples
-    from .tsv import TsvReader
+    from tinybert_infer.run.length import read_tsv_samples
+    from tinybert_infer.data.tsv import TsvReader
 
     tsv_path = Path(tsv_path)
     if not tsv_path.is_file():
@@ -266,7 +266,7 @@ class Choice:
 
 
 def _dynamic_variants(precision: str) -> List[str]:
-    from .optimize import nncf_available
+    from tinybert_infer.export.optimize import nncf_available
 
     if precision == "fp32":
         return ["openvino-fp32", "onnxruntime-fused"]
@@ -282,7 +282,7 @@ def candidate_plans(precision: str, *, dynamic_model, batch_size: int, threads: 
                     static_model=None) -> List[Plan]:
     """In order of preference (the first one is kept unless another is clearly faster). Paths are the artefacts
     each variant runs; build them with build_candidate_artefacts first."""
-    from .optimize import artefact_path
+    from tinybert_infer.export.optimize import artefact_path
 
     dyn = Path(dynamic_model)
     plans: List[Plan] = []
@@ -320,8 +320,8 @@ def candidates_for(precision: str, **kwargs) -> List[Plan]:
 
 def build_candidate_artefacts(plans: Sequence[Plan], dynamic_model, *, batch_size: int, threads: int,
                               checkpoint_dir=None, calibration_tsv=None, log=lambda s: None) -> None:
-    from .optimize import build_artefacts
-    from .select import calibration_loader
+    from tinybert_infer.export.optimize import build_artefacts
+    from tinybert_infer.plan.select import calibration_loader
 
     names = sorted({p.variant for p in plans if Path(p.model).parent == Path(dynamic_model).parent
                     and p.batching == "length"})
@@ -363,9 +363,9 @@ def pick(plans: Sequence[Plan], medians: Dict[str, float], margin: float = SWITC
 
 
 def _cache_key(plans: Sequence[Plan], batch_size: int, threads: int, precision: str) -> str:
-    from .fsutil import file_sha256
-    from .roofline import cpu_model
-    from .select import runtime_versions_key
+    from tinybert_infer.fsutil import file_sha256
+    from tinybert_infer.roofline import cpu_model
+    from tinybert_infer.plan.select import runtime_versions_key
 
     import hashlib
 
@@ -385,8 +385,8 @@ def make_plan(*, dynamic_model, precision: str = "fp32", batch_size: int = 32, t
     """The fastest plan of a precision on this machine for these models, measured on `data` (feats dict or
     token rows: the sentences to be served; default: synthetic SST-2-like lengths) and cached. Low-precision
     candidates must pass `gate` (accuracy on labelled sentences within max_drop of fp32); fp32 plans are exact."""
-    from .fsutil import write_json_atomic
-    from .select import read_selection_cache, default_threads
+    from tinybert_infer.fsutil import write_json_atomic
+    from tinybert_infer.plan.select import read_selection_cache, default_threads
 
     threads = threads or default_threads()
     dyn = require_model(dynamic_model, DYNAMIC_EXPORT_HINT)
@@ -436,13 +436,13 @@ def make_plan(*, dynamic_model, precision: str = "fp32", batch_size: int = 32, t
 
 
 def _lengths(feats) -> np.ndarray:
-    from .dynamic import real_lengths
+    from tinybert_infer.run.length import real_lengths
 
     return real_lengths(feats[MASK_NAME])
 
 
 def _synthetic_data(count: int = TIMING_SAMPLES) -> dict:
-    from .timing import synthetic_feeds
+    from tinybert_infer.plan.timing import synthetic_feeds
 
     return synthetic_feeds(count)
 
@@ -451,8 +451,8 @@ def plan_of_backend(backend: Backend, model, *, batching: str = "static", batch_
                     buckets=None, pad_multiple=None, threads: Optional[int] = None) -> Plan:
     """The plan a run on an already-made backend executes (a named --backend, or auto's static choice), for the
     summary: what ran, in the same shape as a planned run."""
-    from .inference import resolve_batch_size
-    from .optimize import VARIANTS
+    from tinybert_infer.run.inference import resolve_batch_size
+    from tinybert_infer.export.optimize import VARIANTS
 
     batch = resolve_batch_size(backend, batch_size)
     # A variant's name is its backend's, except OpenVINO's (one per precision) and the GPU execution providers'

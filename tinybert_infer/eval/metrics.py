@@ -11,10 +11,10 @@ from typing import Optional
 import numpy as np
 from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
 
-from .data import check_inputs_tokenizer, read_manifest
-from .errors import DataError, ResultError
-from .fsutil import staged_file, write_json_atomic
-from .results import metrics_path, predictions_path, read_logits, read_summary_value, summary_path
+from tinybert_infer.data.features import check_inputs_tokenizer, read_manifest
+from tinybert_infer.errors import DataError, ResultError
+from tinybert_infer.fsutil import staged_file, write_json_atomic
+from tinybert_infer.run.results import metrics_path, predictions_path, read_logits, read_summary_value, summary_path
 
 
 _OUTPUT_NAME = re.compile(r"^.+_0\.(txt|bin|npy)$")
@@ -123,7 +123,7 @@ def evaluate(result_dir, bin_dir, *, num_labels: Optional[int] = None, write: bo
 
 
 def _width_of_first_output(result_dir: Path, stems) -> int:
-    from .results import check_complete, find_output_file, read_output
+    from tinybert_infer.run.results import check_complete, find_output_file, read_output
 
     check_complete(result_dir)
     first = find_output_file(result_dir, stems[0])

@@ -18,13 +18,13 @@ from typing import Callable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .backends.base import Backend
-from .data import folder_dtype, list_input_files, path_prefix, read_samples
-from .errors import DataError, PipelineError, UsageError
-from .fsutil import JsonSpool, discard_dir
-from .layout import IDS_NAME, MASK_NAME, SEGMENTS_NAME, SEQ_LEN, output_file_name
-from .progress import progress
-from .results import OUTFMTS, create_result_dir, latency_stats, mark_complete, write_output
+from tinybert_infer.backends.base import Backend
+from tinybert_infer.data.features import folder_dtype, list_input_files, path_prefix, read_samples
+from tinybert_infer.errors import DataError, PipelineError, UsageError
+from tinybert_infer.fsutil import JsonSpool, discard_dir
+from tinybert_infer.layout import IDS_NAME, MASK_NAME, SEGMENTS_NAME, SEQ_LEN, output_file_name
+from tinybert_infer.progress import progress
+from tinybert_infer.run.results import OUTFMTS, create_result_dir, latency_stats, mark_complete, write_output
 
 
 @dataclass

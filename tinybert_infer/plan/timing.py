@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .layout import IDS_NAME, MASK_NAME, SEGMENTS_NAME, SEQ_LEN
-from .results import latency_stats
+from tinybert_infer.layout import IDS_NAME, MASK_NAME, SEGMENTS_NAME, SEQ_LEN
+from tinybert_infer.run.results import latency_stats
 
 
 @dataclass(frozen=True)

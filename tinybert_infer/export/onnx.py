@@ -15,11 +15,11 @@ from typing import Optional
 import numpy as np
 import torch
 
-from .checkpoint import Checkpoint, load_model
-from .errors import ExportError
-from .layout import DEFAULT_OPSET, IDS_NAME, INPUT_NAMES, OUTPUT_NAME, SEQ_LEN, onnx_name, sim_onnx_name
-from .fsutil import staged_file
-from .specs import METADATA_HEAD, METADATA_LABELS, METADATA_TOKENIZER
+from tinybert_infer.models.checkpoint import Checkpoint, load_model
+from tinybert_infer.errors import ExportError
+from tinybert_infer.layout import DEFAULT_OPSET, IDS_NAME, INPUT_NAMES, OUTPUT_NAME, SEQ_LEN, onnx_name, sim_onnx_name
+from tinybert_infer.fsutil import staged_file
+from tinybert_infer.models.specs import METADATA_HEAD, METADATA_LABELS, METADATA_TOKENIZER
 
 PYTORCH = "PyTorch"  # the project's own module, computing every row (textbook_reference)
 # onnxsim passes that destroy the patterns ONNX Runtime's BERT fusions look for (MatMul+Add -> Gemm,
@@ -111,8 +111,8 @@ def validation_inputs(checkpoint: Checkpoint, tsv_path, count: int, seq_len: int
     if tsv_path is not None and Path(tsv_path).is_file():
         from itertools import islice
 
-        from .data import encode, make_tokenizer
-        from .tsv import TsvReader
+        from tinybert_infer.data.features import encode, make_tokenizer
+        from tinybert_infer.data.tsv import TsvReader
 
         texts = [ex.text for ex in islice(TsvReader(tsv_path, label_set=None), count)]
         feats = encode(make_tokenizer(checkpoint.vocab_file, checkpoint.tokenizer), texts, seq_len)
@@ -311,7 +311,7 @@ def export_dynamic_checkpoint(checkpoint_dir, out_dir=".", *, opset: int = DEFAU
                               head: Optional[str] = None) -> ExportReport:
     """TinyBERT_dyn.onnx and TinyBERT_sim_dyn.onnx (dynamic batch and sequence), validated at several
     lengths and batch sizes before either lands. The static export stays what atc and trtexec get."""
-    from .layout import dynamic_onnx_name, dynamic_sim_onnx_name
+    from tinybert_infer.layout import dynamic_onnx_name, dynamic_sim_onnx_name
 
     checkpoint, model = load_model(checkpoint_dir, cls_only_last_layer=cls_only_last_layer, head=head)
     tolerance = checkpoint.spec.tolerance if tolerance is None else tolerance

@@ -10,7 +10,7 @@ import sys
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
-from .errors import ToolError
+from tinybert_infer.errors import ToolError
 
 
 @dataclass

@@ -26,9 +26,9 @@ from typing import Callable, Dict, Optional, Sequence
 
 import numpy as np
 
-from .errors import ExportError, UsageError
-from .fsutil import staged_file
-from .layout import IDS_NAME, optimized_name, require_model
+from tinybert_infer.errors import ExportError, UsageError
+from tinybert_infer.fsutil import staged_file
+from tinybert_infer.layout import IDS_NAME, optimized_name, require_model
 
 
 @dataclass(frozen=True)
@@ -208,8 +208,8 @@ def calibration_batches(feats: dict, batch_size: int) -> list[dict]:
 
 def calibration_features(checkpoint_dir, tsv_path, count: int, seq_len: int) -> tuple[dict, str]:
     """Tokenised sentences of an unlabelled TSV (SST-2 test.tsv: never the dev set that is scored)."""
-    from .checkpoint import read_checkpoint
-    from .export import validation_inputs
+    from tinybert_infer.models.checkpoint import read_checkpoint
+    from tinybert_infer.export.onnx import validation_inputs
 
     return validation_inputs(read_checkpoint(checkpoint_dir), tsv_path, count, seq_len)
 
@@ -277,7 +277,7 @@ def make_variant_backend(name: str, path: Optional[Path], *, threads: int, check
     """The Backend that runs one variant's artefact with a fixed thread count and explicit precision.
 
     streams: OpenVINO execution streams (ignored by the other runtimes)."""
-    from .backends import open_runtime
+    from tinybert_infer.backends import open_runtime
 
     # An NNCF IR carries its int8 in FakeQuantize nodes; the rest of it runs in exact f32 unless the variant says bf16.
     backend = open_runtime(variant(name).runtime, path, threads=threads, precision=openvino_precision(name),

@@ -1,0 +1,1 @@
+"""GLUE TSV reading, tokenisation, per-sample input files and their manifest."""

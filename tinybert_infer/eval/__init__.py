@@ -1,0 +1,1 @@
+"""Scoring a result folder: accuracy and per-class metrics."""

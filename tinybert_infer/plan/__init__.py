@@ -1,0 +1,1 @@
+"""One run plan: candidates, measurement, choice (and the older per-backend `auto`)."""

@@ -1,0 +1,1 @@
+"""The external accelerator tools: atc, ais_bench, trtexec, and running them."""
