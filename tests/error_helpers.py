@@ -8,7 +8,7 @@ import io
 import os
 from pathlib import Path
 
-from tinybert_infer.cli import main
+from tinybert_infer.cli.main import main
 
 
 def run_main(*args) -> tuple[int, str, str]:

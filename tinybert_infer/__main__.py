@@ -1,5 +1,5 @@
 import sys
 
-from tinybert_infer.cli import main
+from tinybert_infer.cli.main import main
 
 sys.exit(main())
