@@ -642,7 +642,7 @@ def render_plot(r: dict, path: Path) -> None:
 
 # ---------------------------------------------------------------- CLI
 def add_command(sub):
-    from tinybert_infer.cli.main import positive_int
+    from tinybert_infer.cli.args import positive_int
 
     p = sub.add_parser("benchmark", help="the results table on this CPU: every backend, BS 1-64, accuracy, limit")
     p.add_argument("--out", type=Path, default=Path("."), help="where benchmark.{md,json,png} go (default: .)")

@@ -222,7 +222,7 @@ def verdict(rows: Sequence[dict]) -> list:
 
 
 def main(argv=None) -> int:
-    from tinybert_infer.cli.main import positive_int
+    from tinybert_infer.cli.args import positive_int
     from tinybert_infer.run.length import parse_buckets
 
     parser = argparse.ArgumentParser(prog="python -m tinybert_infer.dynamic_bench", description=__doc__,

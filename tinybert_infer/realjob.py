@@ -230,7 +230,7 @@ def markdown_section(section: Optional[dict]) -> list:
 
 def main(argv=None) -> int:
     from tinybert_infer.bench import throughput_checkpoint
-    from tinybert_infer.cli.main import positive_int
+    from tinybert_infer.cli.args import positive_int
     from tinybert_infer.errors import PipelineError
     from tinybert_infer.roofline import gemm_rates
     from tinybert_infer.plan.select import default_threads

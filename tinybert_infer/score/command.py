@@ -18,7 +18,7 @@ TIMING_ROWS = 1024  # the corpus's first sentences, which the planner times its 
 
 
 def add_command(sub):
-    from tinybert_infer.cli.main import add_model_dir_arg, positive_int
+    from tinybert_infer.cli.args import add_model_dir_arg, positive_int
 
     p = sub.add_parser("score", help="score a corpus (TSV, folder of TSV shards, glob) -> result/<timestamp>/"
                                      "predictions.tsv, here or on a Ray cluster")

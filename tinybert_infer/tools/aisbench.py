@@ -269,13 +269,13 @@ def _report(run: AisRun) -> None:
 
 # ---------------------------------------------------------------- CLI: ais-infer, ais-perf
 def _positive(text: str) -> int:
-    from tinybert_infer.cli.main import positive_int
+    from tinybert_infer.cli.args import positive_int
 
     return positive_int(text)
 
 
 def _non_negative(text: str) -> int:
-    from tinybert_infer.cli.main import non_negative_int
+    from tinybert_infer.cli.args import non_negative_int
 
     return non_negative_int(text)
 
