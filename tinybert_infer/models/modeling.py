@@ -3,7 +3,7 @@
 Why not transformers' BertModel: its 5.x attention mask (And/Where nodes, SDPA) blocks ONNX Runtime's
 Attention fusion and adds ops atc does not need. This module keeps the classic additive mask
 ``(1 - mask) * -10000`` and eager attention, so the exported graph is the one every runtime fuses.
-Numerical equivalence with transformers' BertModel is proven in tests/test_modeling.py.
+Numerical equivalence with transformers' BertModel is proven in tests/models/test_modeling.py.
 """
 
 from __future__ import annotations
