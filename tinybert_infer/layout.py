@@ -11,7 +11,7 @@ SEQ_LEN = 64
 INPUT_NAMES = ("input_ids", "segment_ids", "input_mask")
 IDS_NAME, SEGMENTS_NAME, MASK_NAME = INPUT_NAMES  # the inputs by role: code never indexes INPUT_NAMES
 OUTPUT_NAME = "output"
-DEFAULT_OPSET = 11  # the opset every atc (CANN 5.x to 9.x) takes; atc.py warns on others
+DEFAULT_OPSET = 11  # the opset every atc (CANN 5.x to 9.x) takes; tools/atc.py warns on others
 
 # ModelZoo defaults, relative to the working directory; overridable by flags or these variables.
 MODEL_DIR_ENV = "TINYBERT_MODEL_DIR"

@@ -10,7 +10,7 @@ BACKENDS = ("auto", "onnxruntime", "openvino", "torch", "onnxruntime-cuda", "onn
 def make_backend(name: str, *, onnx_path=None, checkpoint_dir=None, batch_size=None, threads=None,
                  precision: str = "fp32", streams: int = 1, head=None) -> Backend:
     """streams: OpenVINO execution streams (batches in flight); other runtimes take 1 only.
-    head: the classifier head (specs.py) for the PyTorch backend; an exported graph has its own built in."""
+    head: the classifier head (models/specs.py) for the PyTorch backend; an exported graph has its own built in."""
     from tinybert_infer.errors import UsageError
 
     if head is not None and name != "torch":

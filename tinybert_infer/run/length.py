@@ -5,7 +5,7 @@ sample's real length is read from its mask (or comes from tokenising a TSV witho
 ordered by length (a stable sort, so ties keep file order), the order is cut into batches of at most BS
 samples, and each batch is padded only to its longest member, optionally rounded up to a multiple (e.g. 8)
 or to a bucket length (e.g. 16,32,48,64) so runtimes can reuse their plans. Each result is written under
-its ORIGINAL sample's name in ais_bench's layout (results.py), so postprocessing does not change.
+its ORIGINAL sample's name in ais_bench's layout (run/results.py), so postprocessing does not change.
 
 Cropping the trailing padding is exact: padded positions only ever enter through keys that the additive
 mask sends to exp(-10000) = 0, and position ids count from the left.
