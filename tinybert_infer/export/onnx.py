@@ -118,11 +118,9 @@ def validation_inputs(checkpoint: Checkpoint, tsv_path, count: int, seq_len: int
         feats = encode(make_tokenizer(checkpoint.vocab_file, checkpoint.tokenizer), texts, seq_len)
         source = f"{len(texts)} sentences of {tsv_path}"
     else:
-        rng = np.random.default_rng(0)
-        lengths = rng.integers(2, seq_len + 1, count)
-        mask = (np.arange(seq_len)[None, :] < lengths[:, None]).astype(np.int64)
-        ids = rng.integers(0, checkpoint.config.vocab_size, (count, seq_len)) * mask
-        feats = {"input_ids": ids, "segment_ids": np.zeros_like(ids), "input_mask": mask}
+        from tinybert_infer.plan.timing import synthetic_feeds
+
+        feats = synthetic_feeds(count, seq_len, checkpoint.config.vocab_size, lengths="uniform")
         source = f"{count} random sequences (no TSV found)"
     return feats, source
 

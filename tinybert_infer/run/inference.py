@@ -22,7 +22,7 @@ from tinybert_infer.backends.base import Backend
 from tinybert_infer.data.features import folder_dtype, list_input_files, path_prefix, read_samples
 from tinybert_infer.errors import DataError, PipelineError, UsageError
 from tinybert_infer.fsutil import JsonSpool, discard_dir
-from tinybert_infer.layout import IDS_NAME, MASK_NAME, SEGMENTS_NAME, SEQ_LEN, output_file_name
+from tinybert_infer.layout import SEQ_LEN, output_file_name
 from tinybert_infer.progress import progress
 from tinybert_infer.run.results import OUTFMTS, create_result_dir, latency_stats, mark_complete, write_output
 
@@ -186,9 +186,9 @@ def run_pure(backend: Backend, *, batch_size: Optional[int] = None, loop: int = 
     if pure_data_type == "zero":
         feeds = {n: np.zeros(shape, np.int64) for n in backend.input_names}
     elif pure_data_type == "random":
-        rng = np.random.default_rng(seed)
-        ids = rng.integers(0, vocab_size, shape, dtype=np.int64)
-        by_role = {IDS_NAME: ids, SEGMENTS_NAME: np.zeros(shape, np.int64), MASK_NAME: np.ones(shape, np.int64)}
+        from tinybert_infer.plan.timing import synthetic_feeds
+
+        by_role = synthetic_feeds(batch, seq_len, vocab_size, seed, lengths="full")
         missing = [n for n in backend.input_names if n not in by_role]
         if missing:
             raise UsageError(f"--pure_data_type random: the model's inputs {missing} have no known role "
