@@ -126,13 +126,12 @@ def validation_inputs(checkpoint: Checkpoint, tsv_path, count: int, seq_len: int
 
 
 def _batched(feats: dict, batch: int):
-    n = len(feats[IDS_NAME])
-    for start in range(0, n, batch):
-        chunk = {k: v[start:start + batch] for k, v in feats.items()}
-        short = batch - len(chunk[IDS_NAME])
-        if short:  # pad like ais_bench: copies of the chunk's first row
-            chunk = {k: np.concatenate([v, np.repeat(v[:1], short, axis=0)]) for k, v in chunk.items()}
-        yield chunk, batch - short
+    from tinybert_infer.run.inference import iter_batches
+
+    for chunk in iter_batches(len(feats[IDS_NAME]), batch):
+        real = [i for i in chunk if i is not None]
+        rows = real + [real[0]] * (batch - len(real))  # pad like ais_bench: copies of the chunk's first row
+        yield {k: v[rows] for k, v in feats.items()}, len(real)
 
 
 def logit_difference(expected: np.ndarray, got: np.ndarray) -> float:

@@ -202,8 +202,10 @@ def calibration_batches(feats: dict, batch_size: int) -> list[dict]:
         reps = -(-batch_size // n)
         feats = {k: np.concatenate([v] * reps) for k, v in feats.items()}
         n = len(feats[IDS_NAME])
-    return [{k: np.ascontiguousarray(v[s:s + batch_size]) for k, v in feats.items()}
-            for s in range(0, n - batch_size + 1, batch_size)]
+    from tinybert_infer.run.inference import iter_batches
+
+    return [{k: np.ascontiguousarray(v[chunk]) for k, v in feats.items()}
+            for chunk in iter_batches(n, batch_size) if None not in chunk]
 
 
 def calibration_features(checkpoint_dir, tsv_path, count: int, seq_len: int) -> tuple[dict, str]:
