@@ -273,7 +273,7 @@ def test_auto_keeps_its_preferred_fp32_artefact_unless_another_is_clearly_faster
 def test_real_job_section_rows_on_a_tiny_checkpoint(tiny_checkpoint, tmp_path):
     from conftest import write_tsv
     from tinybert_infer.models.checkpoint import read_checkpoint
-    from tinybert_infer.realjob import markdown_section, real_job_flops, real_job_section
+    from tinybert_infer.bench.realjob import markdown_section, real_job_flops, real_job_section
 
     config = read_checkpoint(tiny_checkpoint).config
     # two sentences of 10 and 30 tokens: the mean of their own FLOPs, far below the padded-to-64 figure
@@ -294,7 +294,7 @@ def test_real_job_section_rows_on_a_tiny_checkpoint(tiny_checkpoint, tmp_path):
 
 @pytest.mark.slow
 def test_plan_stability_counts_each_fresh_choice(models):
-    from tinybert_infer.realjob import plan_stability
+    from tinybert_infer.bench.realjob import plan_stability
 
     result = plan_stability(models["dynamic"], models["feats"], precision="fp32", batch=4, threads=1, runs=2)
     assert sum(result["picks"].values()) == 2 and len(result["samples_per_s_per_run"]) == 2

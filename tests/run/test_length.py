@@ -290,7 +290,7 @@ def test_cli_usage_errors_are_one_line_and_write_nothing(tmp_path, models, tiny_
 
 # ---------------------------------------------------------------- the side-by-side measurement's row
 def test_bench_row_checks_parity_through_the_pipeline(models, tiny_checkpoint, tmp_path):
-    from tinybert_infer.dynamic_bench import compare_batch, format_rows
+    from tinybert_infer.bench.dynamic import compare_batch, format_rows
 
     row = compare_batch("onnxruntime", 4, bin_dir=models["bin"], static_model=models["static"].sim_path,
                         dynamic_model=models["dynamic"].sim_path, checkpoint_dir=tiny_checkpoint,
@@ -301,7 +301,7 @@ def test_bench_row_checks_parity_through_the_pipeline(models, tiny_checkpoint, t
 
 
 def test_benchmark_section_rows_and_markdown(models, tiny_checkpoint, tmp_path):
-    from tinybert_infer.dynamic_bench import dynamic_length_section, markdown_section
+    from tinybert_infer.bench.dynamic import dynamic_length_section, markdown_section
 
     section = dynamic_length_section(["torch", "onnxruntime", "onnxruntime-int8-dynamic"], model_dir=tiny_checkpoint,
                                      tsv=models["tsv"], work=tmp_path, batch_sizes=[8], repeats=1)

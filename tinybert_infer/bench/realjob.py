@@ -128,7 +128,7 @@ def real_job_section(*, model_dir: Path, data_dir: Path, work: Path, threads: in
                      precisions: Sequence[str] = PRECISIONS, repeats: int = 2,
                      log: Callable[[str], None] = lambda s: None) -> dict:
     """Rows for the real checkpoint and the TinyBERT-4L-312D shape (random weights, the same dev token ids)."""
-    from tinybert_infer.bench import peak_rss_mb
+    from tinybert_infer.bench.run import peak_rss_mb
     from tinybert_infer.models.checkpoint import VOCAB_FILE
     from tinybert_infer.data.features import preprocess
 
@@ -147,7 +147,7 @@ def real_job_section(*, model_dir: Path, data_dir: Path, work: Path, threads: in
     rows = model_rows(Path(model_dir), "checkpoint", work=work / "checkpoint",
                       gate=dev_gate(dev, Path(model_dir) / VOCAB_FILE), **common)
     if throughput_checkpoint is not None:
-        from tinybert_infer.bench import RANDOM_WEIGHTS_TOLERANCE
+        from tinybert_infer.bench.run import RANDOM_WEIGHTS_TOLERANCE
 
         rows += model_rows(Path(throughput_checkpoint), "4L-312D", work=work / "4L-312D",
                            tolerance=RANDOM_WEIGHTS_TOLERANCE, **common)
@@ -229,13 +229,13 @@ def markdown_section(section: Optional[dict]) -> list:
 
 
 def main(argv=None) -> int:
-    from tinybert_infer.bench import throughput_checkpoint
+    from tinybert_infer.bench.run import throughput_checkpoint
     from tinybert_infer.cli.args import positive_int
     from tinybert_infer.errors import PipelineError
-    from tinybert_infer.roofline import gemm_rates
+    from tinybert_infer.bench.limits import gemm_rates
     from tinybert_infer.plan.select import default_threads
 
-    parser = argparse.ArgumentParser(prog="python -m tinybert_infer.realjob", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m tinybert_infer.bench.realjob", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model_dir", type=Path, default=None)
     parser.add_argument("--data_dir", type=Path, default=None)

@@ -71,7 +71,7 @@ def _cell(task: dict) -> dict:
     """Runs in a spawned child: one throughput cell, one accuracy run, or the GEMM roofline."""
     try:
         if task["kind"] == "roofline":
-            from tinybert_infer.roofline import gemm_rates
+            from tinybert_infer.bench.limits import gemm_rates
 
             return {"roofline": gemm_rates(task["threads"], task["seconds"]), "rss_mb": peak_rss_mb()}
         from tinybert_infer.export.optimize import make_variant_backend
@@ -190,7 +190,7 @@ def machine_info(threads: int) -> dict:
     import openvino
     import torch
 
-    from tinybert_infer.roofline import cpu_model
+    from tinybert_infer.bench.limits import cpu_model
 
     versions = {"python": platform.python_version(), "torch": torch.__version__, "onnxruntime": onnxruntime.__version__,
                 "openvino": openvino.__version__.split("-")[0], "onnx": onnx.__version__, "numpy": numpy.__version__}
@@ -242,7 +242,7 @@ def run_benchmark(out: Path, *, quick: bool = False, batch_sizes=None, backends=
     log("[2/4] throughput model and artefacts")
     tp_ckpt = Path(throughput_model) if throughput_model else throughput_checkpoint(work)
     tp_config = _read_config(tp_ckpt)
-    from tinybert_infer.roofline import limits
+    from tinybert_infer.bench.limits import limits
 
     flops = tp_config.flops_per_sample(SEQ_LEN)
     executed_flops = tp_config.executed_flops_per_sample(SEQ_LEN)
@@ -303,7 +303,7 @@ def run_benchmark(out: Path, *, quick: bool = False, batch_sizes=None, backends=
     report["accuracy"] = accuracy_section(names, model_dir=model_dir, data_dir=data_dir, work=work, bs=accuracy_bs,
                                           threads=threads, samples=accuracy_samples, log=log)
     log("[dynamic length] static-64 vs length-aware batching, end to end on the real checkpoint (docs/dynamic.md)")
-    from tinybert_infer.dynamic_bench import dynamic_length_section
+    from tinybert_infer.bench.dynamic import dynamic_length_section
 
     dev = data_dir / "dev.tsv"
     report["dynamic_length"] = dynamic_length_section(
@@ -313,7 +313,7 @@ def run_benchmark(out: Path, *, quick: bool = False, batch_sizes=None, backends=
         report["real_job"] = {"skipped": "--quick run (the full benchmark has it)"}
     else:
         log("[real job] each precision's static-64 and planned plan, end to end, vs the real-job limit")
-        from tinybert_infer.realjob import real_job_section
+        from tinybert_infer.bench.realjob import real_job_section
 
         report["real_job"] = real_job_section(model_dir=model_dir, data_dir=data_dir, work=work / "real_job",
                                               threads=threads, rates=report["roofline"], throughput_checkpoint=tp_ckpt,
@@ -328,7 +328,7 @@ def run_benchmark(out: Path, *, quick: bool = False, batch_sizes=None, backends=
 def _add_fractions(row: dict, model_limits: dict, executed_share: float) -> None:
     """Fractions of the limit (config FLOPs, the yardstick) and, on the work the graph really executes, the
     GEMM efficiency: how close the kernels themselves run to the measured matrix-multiply rate."""
-    from tinybert_infer.roofline import fraction_of_limit
+    from tinybert_infer.bench.limits import fraction_of_limit
 
     row["fraction_of_limit"] = fraction_of_limit(row["samples_per_s"], row["precision"], model_limits)
     row["fraction_of_fp32_limit"] = fraction_of_limit(row["samples_per_s"], "fp32", model_limits)
@@ -583,10 +583,10 @@ def render_markdown(r: dict) -> str:
         lines += ["", "ORT fusions on the throughput model's graph: " +
                   (", ".join(f"{k} x{v}" for k, v in r["fusions"].items()) or "none") +
                   " (EmbedLayerNormalization does not fuse: the exporter folds the position ids into a constant)."]
-    from tinybert_infer.dynamic_bench import markdown_section
+    from tinybert_infer.bench.dynamic import markdown_section
 
     lines += markdown_section(r.get("dynamic_length"))
-    from tinybert_infer.realjob import markdown_section as real_job_lines
+    from tinybert_infer.bench.realjob import markdown_section as real_job_lines
 
     lines += real_job_lines(r.get("real_job"))
     lines += ["", "## Targets (ratios measured in this run)", "", "| target | ratio | met |", "|---|---|---|"]

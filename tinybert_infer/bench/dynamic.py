@@ -225,7 +225,7 @@ def main(argv=None) -> int:
     from tinybert_infer.cli.args import positive_int
     from tinybert_infer.run.length import parse_buckets
 
-    parser = argparse.ArgumentParser(prog="python -m tinybert_infer.dynamic_bench", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m tinybert_infer.bench.dynamic", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model_dir", type=Path, default=None)
     parser.add_argument("--data_dir", type=Path, default=None)

@@ -6,7 +6,7 @@ import sys
 import pytest
 
 from conftest import ROOT, SENTENCES, WORDS, clean_environ, early_job, early_result, write_tsv
-from tinybert_infer.bench import BATCH_SIZES, PUBLISHED, perturb_layer_norms, render_markdown, summarise
+from tinybert_infer.bench.run import BATCH_SIZES, PUBLISHED, perturb_layer_norms, render_markdown, summarise
 from tinybert_infer.export.optimize import VARIANTS
 from tinybert_infer.models.synthetic import write_random_checkpoint
 
