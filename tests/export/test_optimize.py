@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from conftest import SHARED, WORDS, run_cli, run_cli_in_process
-from tinybert_infer.bench.run import perturb_layer_norms
+from tinybert_infer.bench.prepare import perturb_layer_norms
 from tinybert_infer.models.checkpoint import load_model
 from tinybert_infer.errors import UsageError
 from tinybert_infer.export.onnx import export_checkpoint, validation_inputs
