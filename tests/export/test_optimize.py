@@ -9,14 +9,14 @@ import pytest
 import torch
 
 from conftest import SHARED, WORDS, run_cli, run_cli_in_process
-from tinybert_infer.bench import perturb_layer_norms
+from tinybert_infer.bench.prepare import perturb_layer_norms
 from tinybert_infer.models.checkpoint import load_model
 from tinybert_infer.errors import UsageError
 from tinybert_infer.export.onnx import export_checkpoint, validation_inputs
 from tinybert_infer.layout import INPUT_NAMES, SELECTION_CACHE_NAME
 from tinybert_infer.export.optimize import (FP32_CANDIDATES, artefact_path, build_artefacts, calibration_batches,
                                             fused_counts, make_variant_backend)
-from tinybert_infer.roofline import gemm_rates, limits
+from tinybert_infer.bench.limits import gemm_rates, limits
 from tinybert_infer.plan.select import PREFERRED, SWITCH_MARGIN, choose_backend
 from tinybert_infer.models.synthetic import TINYBERT_4L_312D, write_random_checkpoint
 from tinybert_infer.plan.timing import TimingPolicy

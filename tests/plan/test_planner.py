@@ -273,7 +273,8 @@ def test_auto_keeps_its_preferred_fp32_artefact_unless_another_is_clearly_faster
 def test_real_job_section_rows_on_a_tiny_checkpoint(tiny_checkpoint, tmp_path):
     from conftest import write_tsv
     from tinybert_infer.models.checkpoint import read_checkpoint
-    from tinybert_infer.realjob import markdown_section, real_job_flops, real_job_section
+    from tinybert_infer.bench.realjob import real_job_flops, real_job_section
+    from tinybert_infer.bench.report import real_job_section_lines
 
     config = read_checkpoint(tiny_checkpoint).config
     # two sentences of 10 and 30 tokens: the mean of their own FLOPs, far below the padded-to-64 figure
@@ -288,13 +289,13 @@ def test_real_job_section_rows_on_a_tiny_checkpoint(tiny_checkpoint, tmp_path):
     assert kinds == [("checkpoint", "static-64"), ("checkpoint", "recommended")]
     for row in section["rows"]:  # fp32 plans: PyTorch's label on every sentence
         assert row["labels_differ_from_pytorch"] == 0 and 0 < row["fraction_of_real_job_limit"]
-    text = "\n".join(markdown_section(section))
+    text = "\n".join(real_job_section_lines(section))
     assert "Real job" in text and "recommended >= 2x static-64" in text
 
 
 @pytest.mark.slow
 def test_plan_stability_counts_each_fresh_choice(models):
-    from tinybert_infer.realjob import plan_stability
+    from tinybert_infer.bench.realjob import plan_stability
 
     result = plan_stability(models["dynamic"], models["feats"], precision="fp32", batch=4, threads=1, runs=2)
     assert sum(result["picks"].values()) == 2 and len(result["samples_per_s_per_run"]) == 2

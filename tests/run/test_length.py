@@ -290,28 +290,30 @@ def test_cli_usage_errors_are_one_line_and_write_nothing(tmp_path, models, tiny_
 
 # ---------------------------------------------------------------- the side-by-side measurement's row
 def test_bench_row_checks_parity_through_the_pipeline(models, tiny_checkpoint, tmp_path):
-    from tinybert_infer.dynamic_bench import compare_batch, format_rows
+    from tinybert_infer.bench.dynamic import compare_batch
+    from tinybert_infer.bench.report import dynamic_rows_table
 
     row = compare_batch("onnxruntime", 4, bin_dir=models["bin"], static_model=models["static"].sim_path,
                         dynamic_model=models["dynamic"].sim_path, checkpoint_dir=tiny_checkpoint,
                         out_root=tmp_path, repeats=1)
     assert row["parity"] and row["labels_equal"] and row["samples"] == 13
     assert row["token_reduction"] > 1 and row["static_tokens"] == 16 * 64
-    assert "| onnxruntime | 4 |" in format_rows([row])
+    assert "| onnxruntime | 4 |" in dynamic_rows_table([row])
 
 
 def test_benchmark_section_rows_and_markdown(models, tiny_checkpoint, tmp_path):
-    from tinybert_infer.dynamic_bench import dynamic_length_section, markdown_section
+    from tinybert_infer.bench.dynamic import dynamic_length_section
+    from tinybert_infer.bench.report import dynamic_section_lines
 
     section = dynamic_length_section(["torch", "onnxruntime", "onnxruntime-int8-dynamic"], model_dir=tiny_checkpoint,
                                      tsv=models["tsv"], work=tmp_path, batch_sizes=[8], repeats=1)
     assert [(r["backend"], r["batch"]) for r in section["rows"]] == [("onnxruntime", 8)]
     assert section["rows"][0]["parity"] and section["target"]["per_bs"].keys() == {"onnxruntime bs8"}
-    md = "\n".join(markdown_section(section))
+    md = "\n".join(dynamic_section_lines(section))
     assert "## Dynamic length" in md and "| onnxruntime | 8 |" in md and "Target: dynamic length >= 2x" in md
     missing = dynamic_length_section(["onnxruntime"], model_dir=tmp_path / "none", tsv=models["tsv"], work=tmp_path,
                                      batch_sizes=[8])
-    assert "skipped" in missing and "Skipped" in "\n".join(markdown_section(missing))
+    assert "skipped" in missing and "Skipped" in "\n".join(dynamic_section_lines(missing))
 
 
 # ---------------------------------------------------------------- OpenVINO streams: several batches in flight

@@ -28,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _extra_commands():
     """Commands that live in their own modules (accelerator tools, benchmark, corpus scoring)."""
-    from tinybert_infer import bench
+    from tinybert_infer.bench import command as bench
     from tinybert_infer.tools import aisbench, atc, trtexec
     from tinybert_infer.score import command as score
 

@@ -368,7 +368,7 @@ def pick(plans: Sequence[Plan], medians: Dict[str, float], margin: float = SWITC
 
 def _cache_key(plans: Sequence[Plan], batch_size: int, threads: int, precision: str) -> str:
     from tinybert_infer.fsutil import file_sha256
-    from tinybert_infer.roofline import cpu_model
+    from tinybert_infer.bench.limits import cpu_model
     from tinybert_infer.plan.select import runtime_versions_key
 
     import hashlib

@@ -19,7 +19,7 @@ from tinybert_infer.errors import UsageError
 from tinybert_infer.fsutil import file_sha256, write_json_atomic
 from tinybert_infer.layout import SELECTION_CACHE_NAME, require_model
 from tinybert_infer.plan.planner import PRECISIONS, SWITCH_MARGIN
-from tinybert_infer.roofline import cpu_model
+from tinybert_infer.bench.limits import cpu_model
 from tinybert_infer.export.optimize import FP32_CANDIDATES, artefact_path, build_artefacts, make_variant_backend, nncf_available
 from tinybert_infer.plan.timing import SELECT_ROUND, TimingPolicy, measure_backend
 

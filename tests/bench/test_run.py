@@ -1,4 +1,5 @@
-"""`benchmark`: the quick mode's files are well formed; the table's conclusions follow from its figures."""
+"""`benchmark` (bench/run.py): the quick mode's files are well formed, its dynamic-length section included.
+The table's conclusions: test_verdicts.py; its Markdown: test_report.py."""
 
 import json
 import sys
@@ -6,7 +7,8 @@ import sys
 import pytest
 
 from conftest import ROOT, SENTENCES, WORDS, clean_environ, early_job, early_result, write_tsv
-from tinybert_infer.bench import BATCH_SIZES, PUBLISHED, perturb_layer_norms, render_markdown, summarise
+from tinybert_infer.bench.prepare import perturb_layer_norms
+from tinybert_infer.bench.report import render_markdown
 from tinybert_infer.export.optimize import VARIANTS
 from tinybert_infer.models.synthetic import write_random_checkpoint
 
@@ -50,6 +52,7 @@ def test_quick_benchmark_writes_well_formed_files(quick_run):
     assert report["recommended"] in names and report["default_fp32"]["1"] in ("onnxruntime", "onnxruntime-fused", "openvino-fp32")
     assert [t["met"] in (True, False) for t in report["targets"]] == [True] * 4
     md = (out / "benchmark.md").read_text()
+    assert md == render_markdown(report)  # benchmark.md follows from benchmark.json alone
     assert "published, not measured here" in md and "| accuracy (%) |" in md and "★" in md
     assert all(f"\n| {bs} | " in md for bs in (1, 4))
     _assert_dynamic_length_section(report, md)
@@ -79,47 +82,3 @@ def _assert_dynamic_length_section(report: dict, md: str) -> None:
     assert section["target"]["ratio"] is None  # no BS >= 8 in the quick run: not judged
     assert "## Dynamic length (length-aware batching) vs static-64, end to end" in md
     assert all(f"| {r['backend']} | {r['batch']} | " in md for r in rows)
-
-
-def _report(rates, accuracy):
-    """A report with given samples/s per (backend, bs) and accuracy per backend, in run_benchmark's shape."""
-    rows = [{"backend": n, "precision": VARIANTS[n].precision, "batch_size": bs, "samples_per_s": v, "rss_mb": 500.0,
-             "latency_ms": {"mean": 1, "p50": 1, "p99": 1}, "iterations": 9}
-            for (n, bs), v in rates.items()]
-    return {"rows": rows, "batch_sizes": sorted({bs for _, bs in rates}), "backends": {n: {} for n, _ in rates},
-            "accuracy": {"per_backend": {n: {"accuracy": a} for n, a in accuracy.items()}}}
-
-
-def test_recommendation_is_the_fastest_within_tolerance_and_default_is_the_fastest_exact():
-    rates = {("torch", 8): 100.0, ("onnxruntime", 8): 150.0, ("openvino-fp32", 8): 200.0,
-             ("onnxruntime-int8-dynamic", 8): 900.0, ("openvino-bf16", 8): 600.0}
-    accuracy = {"torch": 90.0, "onnxruntime": 90.0, "openvino-fp32": 90.0, "onnxruntime-int8-dynamic": 89.5,
-                "openvino-bf16": 89.8}
-    s = summarise(_report(rates, accuracy), {"fp32": 250.0, "int8": 2000.0, "bf16": 1000.0})
-    assert s["default_fp32"][8] == "openvino-fp32"
-    assert s["recommended"] == "openvino-bf16"  # int8 is faster but 0.5 points off
-    target = {prefix: next(x for x in s["targets"] if x["target"].startswith(prefix))
-              for prefix in ("default fp32 >=", "default fp32 reaches", "best low precision")}
-    assert target["default fp32 >="]["met"] and target["default fp32 reaches"]["ratio"] == pytest.approx(0.8)
-    lowp = target["best low precision"]
-    assert lowp["ratio"] == pytest.approx(4.5) and lowp["met"]  # 89.5 is within the target's 0.5 points
-
-
-def test_markdown_has_the_published_columns_for_every_batch_size():
-    rates = {(n, bs): 10.0 * bs for n in ("torch", "onnxruntime") for bs in BATCH_SIZES}
-    report = _report(rates, {"torch": 91.0, "onnxruntime": 91.0})
-    report.update(summarise(report, {"fp32": 1000.0, "int8": None, "bf16": None}))
-    report.update(title="t", quick=False, machine={"cpu": "x", "threads": 2, "versions": {"torch": "2"}},
-                  load_average_start=[0.1], load_average_end=[0.2], published=PUBLISHED, elapsed_s=1.0,
-                  roofline={"gemm_size": 8, "threads": 2, "gflops": {"fp32": 1.0, "int8": None, "bf16": None}},
-                  throughput_model={"limit_samples_per_s": {"fp32": 1000.0, "int8": None, "bf16": None}, "seq_len": 64,
-                                    "gflop_per_sample": 0.6, "random_weights": True, "checkpoint": "c",
-                                    "shape": {"num_hidden_layers": 4, "hidden_size": 312, "num_attention_heads": 12,
-                                              "intermediate_size": 1200}})
-    report["accuracy"].update(checkpoint="c", tsv="d", samples="all", batch_size=32, calibration_tsv="t",
-                              shape={"layers": 6, "hidden": 384})
-    md = render_markdown(report)
-    for bs in BATCH_SIZES:
-        line = next(ln for ln in md.splitlines() if ln.startswith(f"| {bs} | "))
-        assert f"{PUBLISHED['fps']['310P'][bs]:.2f}" in line and f"{PUBLISHED['fps']['T4'][bs]:.2f}" in line
-    assert "310P (published, not measured here)" in md and "TinyBERT-4L-312D" in md

@@ -1,19 +1,16 @@
 """The benchmark's "real job" section: each precision's static-64 plan and its recommended (planned) plan, end to
 end (bert_bin in, result folder out) on SST-2 dev, against the limit of the real job.
 
-    python -m tinybert_infer.realjob --model_dir ../shared/SST-2_model --data_dir ../shared/glue_dir/SST-2
+    python -m tinybert_infer real-job --model_dir ../shared/SST-2_model --data_dir ../shared/glue_dir/SST-2
 
 The real job's FLOPs count the tokens that exist (no padding) and, as exported, the last layer for the [CLS] row
 only: per sentence TinyBertConfig.executed_flops_per_sample(its length), averaged over the data. Its limit at a
-precision = that precision's GEMM rate (roofline.gemm_rates, measured in the same run) / those FLOPs. Rows run
+precision = that precision's GEMM rate (limits.gemm_rates, measured in the same run) / those FLOPs. Rows run
 interleaved (static, planned, static, planned, ...), best wall time kept; labels are compared with PyTorch eager's.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -21,13 +18,13 @@ from typing import Callable, Dict, Optional, Sequence
 
 import numpy as np
 
-from tinybert_infer.layout import INPUT_NAMES, default_data_dir, default_model_dir
+from tinybert_infer.layout import INPUT_NAMES
 from tinybert_infer.plan.planner import PRECISIONS
+from tinybert_infer.bench.cells import peak_rss_mb
+from tinybert_infer.bench.prepare import RANDOM_WEIGHTS_TOLERANCE, inputs_and_exports
+from tinybert_infer.bench.verdicts import real_job_targets
 
 BATCH_SIZE = 32
-TARGET_VS_STATIC = 2.0       # length-aware plan vs its precision's static-64 plan (BS >= 8)
-TARGET_FRACTION = 0.6        # recommended plan vs its precision's real-job limit (shared checkpoint)
-TARGET_4L_SPS = 4425.89      # published T4 at BS 64 (TinyBERT-4L-312D)
 
 
 def real_job_flops(config, lengths: Sequence[int], cls_only_last_layer: bool = True) -> float:
@@ -128,7 +125,6 @@ def real_job_section(*, model_dir: Path, data_dir: Path, work: Path, threads: in
                      precisions: Sequence[str] = PRECISIONS, repeats: int = 2,
                      log: Callable[[str], None] = lambda s: None) -> dict:
     """Rows for the real checkpoint and the TinyBERT-4L-312D shape (random weights, the same dev token ids)."""
-    from tinybert_infer.bench import peak_rss_mb
     from tinybert_infer.models.checkpoint import VOCAB_FILE
     from tinybert_infer.data.features import preprocess
 
@@ -147,12 +143,10 @@ def real_job_section(*, model_dir: Path, data_dir: Path, work: Path, threads: in
     rows = model_rows(Path(model_dir), "checkpoint", work=work / "checkpoint",
                       gate=dev_gate(dev, Path(model_dir) / VOCAB_FILE), **common)
     if throughput_checkpoint is not None:
-        from tinybert_infer.bench import RANDOM_WEIGHTS_TOLERANCE
-
         rows += model_rows(Path(throughput_checkpoint), "4L-312D", work=work / "4L-312D",
                            tolerance=RANDOM_WEIGHTS_TOLERANCE, **common)
     return {"rows": rows, "batch": batch, "repeats": repeats, "tsv": str(dev), "gemm_gflops": rates["gflops"],
-            "targets": targets(rows), "peak_rss_mb": peak_rss_mb()}
+            "targets": real_job_targets(rows), "peak_rss_mb": peak_rss_mb()}
 
 
 def plan_stability(dynamic_model: Path, feats: dict, *, precision: str, batch: int, threads: int, runs: int = 10,
@@ -173,124 +167,12 @@ def plan_stability(dynamic_model: Path, feats: dict, *, precision: str, batch: i
     return {"precision": precision, "runs": runs, "picks": dict(picks), "samples_per_s_per_run": rates}
 
 
-def targets(rows: Sequence[dict]) -> list:
-    def row(model, precision, kind):
-        return next((r for r in rows if (r["model"], r["precision"], r["kind"]) == (model, precision, kind)), None)
-
-    out = []
-    for r in rows:
-        if r["kind"] != "recommended":
-            continue
-        static = row(r["model"], r["precision"], "static-64")
-        ratio = r["samples_per_s"] / static["samples_per_s"] if static else None
-        out.append({"target": f"{r['model']} {r['precision']}: recommended >= {TARGET_VS_STATIC:g}x static-64",
-                    "ratio": ratio, "met": bool(ratio and ratio >= TARGET_VS_STATIC)})
-        if r["model"] == "checkpoint" and r["fraction_of_real_job_limit"] is not None:
-            out.append({"target": f"checkpoint {r['precision']}: >= {TARGET_FRACTION:g} of the real-job limit",
-                        "ratio": r["fraction_of_real_job_limit"],
-                        "met": r["fraction_of_real_job_limit"] >= TARGET_FRACTION})
-    fastest_4l = max((r["samples_per_s"] for r in rows if r["model"] == "4L-312D" and r["kind"] == "recommended"),
-                     default=None)
-    if fastest_4l:
-        out.append({"target": f"4L-312D recommended >= {TARGET_4L_SPS} samples/s (published T4, BS 64)",
-                    "ratio": fastest_4l / TARGET_4L_SPS, "met": fastest_4l >= TARGET_4L_SPS})
-    return out
-
-
-def markdown_section(section: Optional[dict]) -> list:
-    if not section:
-        return []
-    lines = ["", "## Real job: plans end to end vs the limit of the real job", ""]
-    if "skipped" in section:
-        return lines + [f"Skipped: {section['skipped']}."]
-    g = section["gemm_gflops"]
-    lines += [f"bert_bin in, result folder out, {section['tsv']}, BS {section['batch']}, best of {section['repeats']} "
-              "interleaved runs. Real-job limit = GEMM rate of the precision (this run: "
-              + ", ".join(f"{p} {g.get(p) or 'n/a'}" for p in PRECISIONS) + " GFLOP/s) / FLOPs of the real tokens "
-              "([CLS]-only last layer). Published 310 / 310P / T4 (TinyBERT-4L-312D, BS 32): 4301.24 / 10523.35 / "
-              "3746.71 samples/s (not measured here).", "",
-              "| model | precision | plan | samples/s | real-job limit | fraction | acc | labels differing from "
-              "PyTorch | compile s |", "|---|---|---|---|---|---|---|---|---|"]
-    for r in section["rows"]:
-        fraction = f"{r['fraction_of_real_job_limit']:.2f}" if r["fraction_of_real_job_limit"] is not None else "n/a"
-        limit = f"{r['real_job_limit']:.0f}" if r["real_job_limit"] else "n/a"
-        acc = f"{r['accuracy']:.4f}" if r["accuracy"] is not None else "n/a"
-        lines.append(f"| {r['model']} | {r['precision']} | {r['kind']}: {r['plan']} | {r['samples_per_s']:.1f} | "
-                     f"{limit} | {fraction} | {acc} | {r['labels_differ_from_pytorch']} | {r['compile_s'] or '-'} |")
-    lines.append("")
-    if section.get("peak_rss_mb"):
-        lines.append(f"Peak RSS of the whole section (every planner and plan, one process): "
-                     f"{section['peak_rss_mb']:.0f} MB.")
-        lines.append("")
-    for t in section["targets"]:
-        ratio = f"{t['ratio']:.2f}" if t["ratio"] is not None else "n/a"
-        lines.append(f"- {t['target']}: {ratio} ({'met' if t['met'] else 'NOT met'})")
-    return lines
-
-
-def main(argv=None) -> int:
-    from tinybert_infer.bench import throughput_checkpoint
-    from tinybert_infer.cli.args import positive_int
-    from tinybert_infer.errors import PipelineError
-    from tinybert_infer.roofline import gemm_rates
-    from tinybert_infer.plan.select import default_threads
-
-    parser = argparse.ArgumentParser(prog="python -m tinybert_infer.realjob", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model_dir", type=Path, default=None)
-    parser.add_argument("--data_dir", type=Path, default=None)
-    parser.add_argument("--threads", type=positive_int, default=None)
-    parser.add_argument("--batchsize", type=positive_int, default=BATCH_SIZE)
-    parser.add_argument("--precisions", default=",".join(PRECISIONS))
-    parser.add_argument("--repeats", type=positive_int, default=2)
-    parser.add_argument("--no_4l", action="store_true", help="only the real checkpoint")
-    parser.add_argument("--work", type=Path, default=None, help="scratch folder (default: a new one under /tmp)")
-    parser.add_argument("--json", type=Path, default=None)
-    parser.add_argument("--stability", type=positive_int, default=None, metavar="N",
-                        help="instead: run the planner N times without its cache on the checkpoint, count its picks")
-    args = parser.parse_args(argv)
-    threads = args.threads or default_threads()
-    work = args.work or Path(tempfile.mkdtemp(prefix="tinybert_realjob-"))
-    log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
-    if args.stability:
-        return _stability_main(args, threads, work, log)
-    try:
-        rates = gemm_rates(threads, 2.0)
-        section = real_job_section(model_dir=args.model_dir or default_model_dir(),
-                                   data_dir=args.data_dir or default_data_dir(), work=work, threads=threads,
-                                   rates=rates, throughput_checkpoint=None if args.no_4l else throughput_checkpoint(work),
-                                   batch=args.batchsize, precisions=[p for p in args.precisions.split(",") if p],
-                                   repeats=args.repeats, log=log)
-    except PipelineError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    print("\n".join(markdown_section(section)))
-    if args.json:
-        args.json.write_text(json.dumps(section, indent=2, default=str) + "\n", encoding="utf-8")
-    return 0
-
-
-def _stability_main(args, threads: int, work: Path, log) -> int:
+def stability_runs(model_dir: Path, dev: Path, work: Path, *, precisions: Sequence[str], batch: int, threads: int,
+                   runs: int, log: Callable[[str], None] = lambda s: None) -> list:
+    """plan_stability per precision on the checkpoint, over the dev sentences."""
     from tinybert_infer.run.length import read_sample_files
-    from tinybert_infer.export.onnx import export_checkpoint, export_dynamic_checkpoint
-    from tinybert_infer.data.features import preprocess
-    from tinybert_infer.models.checkpoint import VOCAB_FILE
 
-    model_dir = args.model_dir or default_model_dir()
-    dev = (args.data_dir or default_data_dir()) / "dev.tsv"
-    preprocess(dev, model_dir / VOCAB_FILE, work / "bert_bin", show_progress=False)
-    feats = read_sample_files([work / "bert_bin" / n for n in INPUT_NAMES]).feats
-    static = export_checkpoint(model_dir, args.batchsize, work, validate_count=8).sim_path
-    dynamic = export_dynamic_checkpoint(model_dir, work).sim_path
-    results = [plan_stability(dynamic, feats, precision=p, batch=args.batchsize, threads=threads,
-                              runs=args.stability, static_model=static, log=log)
-               for p in args.precisions.split(",") if p]
-    for r in results:
-        print(f"{r['precision']}: " + ", ".join(f"{label}: {n}/{r['runs']}" for label, n in r["picks"].items()))
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    bin_dir, static, dynamic = inputs_and_exports(work, model_dir, dev, [batch])
+    feats = read_sample_files([bin_dir / n for n in INPUT_NAMES]).feats
+    return [plan_stability(dynamic, feats, precision=p, batch=batch, threads=threads, runs=runs,
+                           static_model=static[batch], log=log) for p in precisions]

@@ -113,3 +113,11 @@ def limits(rates: dict, flops_per_sample: float) -> dict:
 def fraction_of_limit(samples_per_s: float, precision: str, model_limits: dict) -> Optional[float]:
     limit = model_limits.get(precision) or model_limits.get("fp32")
     return samples_per_s / limit if limit else None
+
+
+def merge_rooflines(first: dict, second: dict) -> dict:
+    """Best rate per engine and precision of two measurements, both kept for the record."""
+    engines = {k: max(v, second["engines"].get(k, 0)) for k, v in first["engines"].items()}
+    gflops = {p: max((x for x in (first["gflops"].get(p), second["gflops"].get(p)) if x), default=None)
+              for p in first["gflops"]}
+    return dict(first, engines=engines, gflops=gflops, measurements=[first["gflops"], second["gflops"]])

@@ -1,0 +1,67 @@
+"""One benchmark cell in a fresh process: a (backend, batch) throughput cell, an accuracy run, or the GEMM
+roofline. A fresh process per cell makes its peak RSS that backend's alone."""
+
+from __future__ import annotations
+
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Optional
+
+
+def peak_rss_mb() -> Optional[float]:
+    """This process's peak RSS. Not getrusage's ru_maxrss: Linux carries the forking parent's peak across
+    exec into it, which would charge every child with the benchmark driver's memory."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0  # kB
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # elsewhere: the best there is
+
+
+def run_cell(task: dict) -> dict:
+    """Runs in a spawned child: task["kind"] is "roofline", "throughput" or "accuracy"."""
+    try:
+        if task["kind"] == "roofline":
+            from tinybert_infer.bench.limits import gemm_rates
+
+            return {"roofline": gemm_rates(task["threads"], task["seconds"]), "rss_mb": peak_rss_mb()}
+        from tinybert_infer.export.optimize import make_variant_backend
+
+        path = Path(task["path"]) if task["path"] else None
+        backend = make_variant_backend(task["variant"], path, threads=task["threads"],
+                                       checkpoint_dir=task["checkpoint_dir"], batch_size=task["batch"])
+        if task["kind"] == "throughput":
+            from tinybert_infer.plan.timing import TimingPolicy, measure_backend
+
+            result = measure_backend(backend, task["batch"], TimingPolicy(**task["policy"]), task["vocab_size"])
+        else:
+            from tinybert_infer.bench.accuracy import accuracy_run
+
+            result = accuracy_run(backend, task)
+        result.update(describe=backend.describe(), rss_mb=peak_rss_mb())
+        return result
+    except Exception as exc:  # one failing backend must not sink the whole table
+        return {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}",
+                "rss_mb": peak_rss_mb()}
+
+
+def in_child(task: dict) -> dict:
+    """run_cell(task) in a fresh spawned process."""
+    with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn"), max_tasks_per_child=1) as pool:
+        return pool.submit(run_cell, task).result()
+
+
+def variant_task(kind: str, name: str, artefact, *, threads: int, checkpoint_dir, batch: int, **extra) -> dict:
+    """A throughput or accuracy cell of one artefact (optimize.build_artefacts' entry for `name`)."""
+    return {"kind": kind, "variant": name, "path": str(artefact.path) if artefact.path else None,
+            "threads": threads, "checkpoint_dir": str(checkpoint_dir), "batch": batch, **extra}
+
+
+def roofline(threads: int, seconds: float) -> dict:
+    """The GEMM rates (limits.gemm_rates) measured in a fresh process: {"roofline": ...} or {"error": ...}."""
+    return in_child({"kind": "roofline", "threads": threads, "seconds": seconds})
