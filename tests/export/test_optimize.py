@@ -16,9 +16,8 @@ from tinybert_infer.export.onnx import export_checkpoint, validation_inputs
 from tinybert_infer.layout import INPUT_NAMES, SELECTION_CACHE_NAME
 from tinybert_infer.export.optimize import (FP32_CANDIDATES, artefact_path, build_artefacts, calibration_batches,
                                             fused_counts, make_variant_backend)
-from tinybert_infer.bench.limits import gemm_rates, limits
 from tinybert_infer.plan.select import PREFERRED, SWITCH_MARGIN, choose_backend
-from tinybert_infer.models.synthetic import TINYBERT_4L_312D, write_random_checkpoint
+from tinybert_infer.models.synthetic import write_random_checkpoint
 from tinybert_infer.plan.timing import TimingPolicy
 
 BS = 4
@@ -206,17 +205,6 @@ def test_infer_cli_defaults_to_auto_and_low_precision_is_a_flag(model, tmp_path,
 def test_variant_names_are_checked():
     with pytest.raises(UsageError):
         build_artefacts(__file__, ["onnxruntime-int4"], batch_size=1, threads=1)
-
-
-def test_roofline_rates_and_limits():
-    rates = gemm_rates(1, seconds=0.02)
-    assert rates["gflops"]["fp32"] > 0 and rates["gflops"]["int8"] > 0 and rates["threads"] == 1
-    from tinybert_infer.models.modeling import TinyBertConfig
-
-    cfg = TinyBertConfig(num_labels=2, **TINYBERT_4L_312D)
-    assert cfg.flops_per_sample(64) == pytest.approx(0.603e9, rel=2e-3)
-    lim = limits({"gflops": {"fp32": 326.0, "int8": None, "bf16": None}}, cfg.flops_per_sample(64))
-    assert lim["fp32"] == pytest.approx(541, rel=0.01) and lim["int8"] is None
 
 
 @pytest.mark.slow

@@ -143,7 +143,7 @@ def _add_real_job(sub):
 
 
 def cmd_real_job(args) -> int:
-    from tinybert_infer.plan.select import default_threads
+    from tinybert_infer.machine import default_threads
     from tinybert_infer.bench.limits import gemm_rates
     from tinybert_infer.bench.prepare import throughput_checkpoint
     from tinybert_infer.bench.report import real_job_section_lines

@@ -8,32 +8,14 @@ instruction were a full-speed matrix product.
 
 from __future__ import annotations
 
-import platform
 import time
-from pathlib import Path
 from typing import Callable, Optional
 
 import numpy as np
 
+from tinybert_infer.machine import cpu_flags
+
 GEMM_SIZE = 1024
-
-
-def _cpuinfo_field(name: str) -> Optional[str]:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.split(":", 1)[0].strip() == name:
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return None
-
-
-def cpu_flags() -> set:
-    return set((_cpuinfo_field("flags") or "").split())
-
-
-def cpu_model() -> str:
-    return _cpuinfo_field("model name") or platform.processor() or platform.machine()
 
 
 def _rate(fn: Callable[[], object], ops: float, seconds: float) -> float:

@@ -137,12 +137,18 @@ def _target_extra(t: dict) -> str:
 
 
 # ---------------------------------------------------------------- the dynamic-length section (dynamic.py)
-def dynamic_section_lines(section: Optional[dict]) -> list:
+def _section_head(section: Optional[dict], title: str) -> Optional[list]:
+    """A section's heading lines, with its reason when it was skipped; None when the report has no such section."""
     if not section:
-        return []
-    lines = ["", "## Dynamic length (length-aware batching) vs static-64, end to end", ""]
-    if "skipped" in section:
-        return lines + [f"Skipped: {section['skipped']}."]
+        return None
+    lines = ["", f"## {title}", ""]
+    return lines + [f"Skipped: {section['skipped']}."] if "skipped" in section else lines
+
+
+def dynamic_section_lines(section: Optional[dict]) -> list:
+    lines = _section_head(section, "Dynamic length (length-aware batching) vs static-64, end to end")
+    if lines is None or "skipped" in section:
+        return lines or []
     return lines + [
         f"Files in, result folder out, on the real checkpoint over {section['tsv']}; best of {section['repeats']} "
         "alternating run(s) per path; both result folders scored by postprocessing (docs/dynamic.md).", "",
@@ -175,11 +181,9 @@ def dynamic_rows_table(rows: Sequence[dict]) -> str:
 
 # ---------------------------------------------------------------- the real-job section (realjob.py)
 def real_job_section_lines(section: Optional[dict]) -> list:
-    if not section:
-        return []
-    lines = ["", "## Real job: plans end to end vs the limit of the real job", ""]
-    if "skipped" in section:
-        return lines + [f"Skipped: {section['skipped']}."]
+    lines = _section_head(section, "Real job: plans end to end vs the limit of the real job")
+    if lines is None or "skipped" in section:
+        return lines or []
     g, bs = section["gemm_gflops"], REAL_JOB.quoted_bs
     lines += [f"bert_bin in, result folder out, {section['tsv']}, BS {section['batch']}, best of {section['repeats']} "
               "interleaved runs. Real-job limit = GEMM rate of the precision (this run: "

@@ -22,7 +22,8 @@ from tinybert_infer.layout import default_data_dir, default_model_dir
 from tinybert_infer.export.optimize import VARIANTS, nncf_available, variant
 from tinybert_infer.bench.accuracy import accuracy_section
 from tinybert_infer.bench.cells import roofline
-from tinybert_infer.bench.limits import cpu_model, merge_rooflines
+from tinybert_infer.bench.limits import merge_rooflines
+from tinybert_infer.machine import cpu_model
 from tinybert_infer.bench.plot import render_plot
 from tinybert_infer.bench.prepare import subset_tsv
 from tinybert_infer.bench.report import render_markdown
@@ -61,7 +62,7 @@ def run_benchmark(out: Path, *, quick: bool = False, batch_sizes=None, backends=
                   model_dir=None, data_dir=None, throughput_model=None, work_dir=None, accuracy_bs: Optional[int] = None,
                   accuracy_samples: Optional[int] = None, log=log_stderr) -> dict:
     """Every section in order, then benchmark.{json,md,png} in `out`; returns the report (the JSON's content)."""
-    from tinybert_infer.plan.select import default_threads
+    from tinybert_infer.machine import default_threads
     from tinybert_infer.plan.timing import QUICK, TimingPolicy
 
     started = time.time()

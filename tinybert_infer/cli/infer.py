@@ -186,7 +186,7 @@ def _length_executor(args, onnx_path, model_dir, buckets, samples):
         if args.backend not in ("auto", "openvino"):
             raise UsageError("--static_shapes is OpenVINO's: use --backend openvino or auto")
         from tinybert_infer.export.optimize import artefact_path
-        from tinybert_infer.plan.select import default_threads
+        from tinybert_infer.machine import default_threads
 
         name = f"openvino-{args.precision}"
         threads = args.threads or default_threads()

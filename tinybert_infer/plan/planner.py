@@ -368,7 +368,7 @@ def pick(plans: Sequence[Plan], medians: Dict[str, float], margin: float = SWITC
 
 def _cache_key(plans: Sequence[Plan], batch_size: int, threads: int, precision: str) -> str:
     from tinybert_infer.fsutil import file_sha256
-    from tinybert_infer.bench.limits import cpu_model
+    from tinybert_infer.machine import cpu_model
     from tinybert_infer.plan.select import runtime_versions_key
 
     import hashlib
@@ -390,7 +390,8 @@ def make_plan(*, dynamic_model, precision: str = "fp32", batch_size: int = 32, t
     token rows: the sentences to be served; default: synthetic SST-2-like lengths) and cached. Low-precision
     candidates must pass `gate` (accuracy on labelled sentences within max_drop of fp32); fp32 plans are exact."""
     from tinybert_infer.fsutil import write_json_atomic
-    from tinybert_infer.plan.select import read_selection_cache, default_threads
+    from tinybert_infer.machine import default_threads
+    from tinybert_infer.plan.select import read_selection_cache
 
     threads = threads or default_threads()
     dyn = require_model(dynamic_model, DYNAMIC_EXPORT_HINT)

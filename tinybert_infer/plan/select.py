@@ -9,7 +9,6 @@ versions, so the measurement runs once per machine and model.
 from __future__ import annotations
 
 import json
-import os
 import statistics
 from pathlib import Path
 from typing import Callable, Optional
@@ -19,7 +18,7 @@ from tinybert_infer.errors import UsageError
 from tinybert_infer.fsutil import file_sha256, write_json_atomic
 from tinybert_infer.layout import SELECTION_CACHE_NAME, require_model
 from tinybert_infer.plan.planner import PRECISIONS, SWITCH_MARGIN
-from tinybert_infer.bench.limits import cpu_model
+from tinybert_infer.machine import cpu_model, default_threads
 from tinybert_infer.export.optimize import FP32_CANDIDATES, artefact_path, build_artefacts, make_variant_backend, nncf_available
 from tinybert_infer.plan.timing import SELECT_ROUND, TimingPolicy, measure_backend
 
@@ -28,13 +27,6 @@ SELECT_ROUNDS = 3
 # Kept unless another candidate is faster by more than SWITCH_MARGIN: the one that won the full benchmark's
 # rows on the 2-core machine, so noise on a busy machine does not flip the choice (issue 10).
 PREFERRED = {"fp32": "openvino-fp32", "int8": "openvino-int8", "bf16": "openvino-bf16"}
-
-
-def default_threads() -> int:
-    """Physical cores: hyper-threads only slow dense matrix work down."""
-    import psutil
-
-    return psutil.cpu_count(logical=False) or os.cpu_count() or 1
 
 
 def candidates_for(precision: str) -> list[str]:

@@ -20,16 +20,11 @@ import numpy as np
 from tinybert_infer.data.features import encode, make_tokenizer
 from tinybert_infer.errors import UsageError
 from tinybert_infer.layout import DYNAMIC_EXPORT_HINT, SEQ_LEN, dynamic_sim_onnx_name, require_model
+from tinybert_infer.machine import default_threads
 from tinybert_infer.plan.planner import PRECISIONS
 
 SCORE_BACKENDS = ("onnxruntime", "openvino", "torch")  # exact fp32 runtimes (OpenVINO with f32 pinned)
 DEFAULT_BATCH = 32
-
-
-def default_threads() -> int:
-    from tinybert_infer.plan.select import default_threads as physical_cores
-
-    return physical_cores()
 
 
 SCORE_PRECISIONS = (*PRECISIONS, "auto")
