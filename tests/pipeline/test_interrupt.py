@@ -51,16 +51,28 @@ def _count(folder: Path, pattern: str) -> int:
         return 0
 
 
-def _stop(proc: subprocess.Popen, sig: int) -> tuple[int, str]:
+def _stop(proc: subprocess.Popen, sig: int, still_running=lambda: True) -> tuple[int, str]:
+    """sig to a run that is still mid-way: it is stopped (SIGSTOP) first and still_running() checked, so a
+    test process starved on a busy host never signals a run that has in fact just finished."""
+    proc.send_signal(signal.SIGSTOP)
+    assert proc.poll() is None and still_running(), "the run had finished before the signal; test not conclusive"
     proc.send_signal(sig)
+    proc.send_signal(signal.SIGCONT)
     _, err = proc.communicate(timeout=120)
     return proc.returncode, err
 
 
-def _partial_inputs(work: Path) -> int:
-    """input_ids files written so far by a running preprocessing (in its hidden staging folder)."""
+def _partial_inputs(work: Path, at_least: int = 300) -> bool:
+    """A running preprocessing has written input<at_least-1>.bin (files come in order) in its hidden staging
+    folder: one stat per poll, not a listing that grows with the run."""
     stages = [p for p in work.iterdir() if p.name.startswith(".bert_bin.partial-")]
-    return max((_count(p / "input_ids", r"input\d+\.bin") for p in stages), default=0)
+    return any((p / "input_ids" / f"input{at_least - 1}.bin").exists() for p in stages)
+
+
+def _preprocessing_mid_way(work: Path) -> bool:
+    return not (work / "bert_bin" / "input_ids" / f"input{BIG_TSV - 1}.bin").exists() and any(
+        not (p / "input_ids" / f"input{BIG_TSV - 1}.bin").exists()
+        for p in work.iterdir() if p.name.startswith(".bert_bin.partial-"))
 
 
 @pytest.fixture()
@@ -82,8 +94,8 @@ def test_interrupted_preprocessing_keeps_the_old_inputs_whole(work, tiny_checkpo
     before = snapshot(work / "bert_bin")
     proc = _start("preprocess", "--tsv", work / "big.tsv", "--vocab", tiny_checkpoint / "vocab.txt",
                   "--output_dir", work / "bert_bin", cwd=work)
-    _wait_until(lambda: _partial_inputs(work) >= 300, proc, "preprocessing wrote its first chunk")
-    code, err = _stop(proc, sig)
+    _wait_until(lambda: _partial_inputs(work), proc, "preprocessing wrote its first chunk")
+    code, err = _stop(proc, sig, lambda: _preprocessing_mid_way(work))
     if sig == signal.SIGINT:
         assert_error(code, err, 130, "interrupted")
         assert leftovers(work) == []  # Ctrl-C cleans up its staging folder
@@ -117,8 +129,8 @@ def test_interrupted_first_preprocessing_leaves_no_inputs(work, tiny_checkpoint)
     shutil.rmtree(work / "bert_bin")
     proc = _start("preprocess", "--tsv", work / "big.tsv", "--vocab", tiny_checkpoint / "vocab.txt",
                   "--output_dir", work / "bert_bin", cwd=work)
-    _wait_until(lambda: _partial_inputs(work) >= 300, proc, "preprocessing wrote its first chunk")
-    code, err = _stop(proc, signal.SIGINT)
+    _wait_until(lambda: _partial_inputs(work), proc, "preprocessing wrote its first chunk")
+    code, err = _stop(proc, signal.SIGINT, lambda: _preprocessing_mid_way(work))
     assert_error(code, err, 130, "interrupted")
     assert not (work / "bert_bin").exists() and leftovers(work) == []
     code, _, err = run_main("infer", "--backend", "torch", "--model_dir", tiny_checkpoint, "--batchsize", "4",
