@@ -20,7 +20,7 @@ import pytest
 from conftest import ROOT, SENTENCES, write_tsv
 from error_helpers import assert_error, run_main
 from score_helpers import read_predictions, tiny_dyn_onnx, write_shards  # noqa: F401
-from tinybert_infer.errors import DataError
+from tinybert_infer.errors import DataError, UsageError
 from tinybert_infer.run.results import INCOMPLETE_MARKER, summary_path
 from tinybert_infer.score.command import score_corpus
 from tinybert_infer.score.ray_engine import DELAY_ENV, EXIT_ONCE_ENV
@@ -46,23 +46,38 @@ def ray_local(hooks):
 def run_both(tmp_path, checkpoint, onnx, corpus, **kwargs):
     """(local rows, ray rows, ray summary): predictions.tsv rows of each engine."""
     rows, summaries = {}, {}
+    cpus_per_actor = kwargs.pop("cpus_per_actor", None)
     for engine in ("local", "ray"):
+        extra = {"cpus_per_actor": cpus_per_actor} if engine == "ray" else {}
         summary, folder = score_corpus(corpus, engine=engine, model=onnx, model_dir=checkpoint,
-                                       output_root=tmp_path / "result", show_progress=False, **kwargs)
+                                       output_root=tmp_path / "result", show_progress=False, **kwargs, **extra)
         rows[engine] = read_predictions(folder / "predictions.tsv")
         summaries[engine] = summary
     return rows["local"], rows["ray"], summaries["ray"]
 
 
-def test_ray_equals_local_row_for_row(ray_local, tmp_path, tiny_checkpoint, tiny_dyn_onnx):
+@pytest.mark.parametrize("cpus_per_actor, actors", [(None, 1), (1, 2)])
+def test_ray_equals_local_row_for_row(ray_local, tmp_path, tiny_checkpoint, tiny_dyn_onnx, cpus_per_actor, actors):
+    """Default: one 2-CPU actor on this 2-CPU Ray (2 threads; blocks of several chunks, the next one tokenised
+    while this one infers); and two 1-CPU actors."""
     corpus = tmp_path / "corpus"
     write_shards(corpus, [40, 7, 65, 1, 30])
     local, remote, summary = run_both(tmp_path, tiny_checkpoint, tiny_dyn_onnx, corpus, chunk_rows=8,
-                                      batch_size=4)
+                                      batch_size=4, cpus_per_actor=cpus_per_actor)
     assert remote == local  # header, order, (shard, index), labels, predictions and logits as printed
     assert len(local[1]) == 143 and summary["sentences"] == 143
     assert summary["ray"]["max_errored_blocks"] == 0 and summary["duplicate_rows_dropped"] == 0
-    assert summary["ray"]["actors"] >= 1 and summary["plan"]["threads"] == 1
+    assert summary["ray"]["actors"] == actors and summary["plan"]["threads"] == 2 // actors
+    assert summary["ray"]["cpus_per_actor"] == 2 // actors
+
+
+def test_more_cpus_per_actor_than_any_node_is_refused(ray_local, tmp_path, tiny_checkpoint, tiny_dyn_onnx):
+    """An actor no node can hold would wait forever: one line instead, before any work."""
+    with pytest.raises(UsageError, match=r"^--cpus_per_actor 3: no node of the Ray cluster has that many CPUs "
+                                         r"\(the largest has 2\)$"):
+        score_corpus(write_tsv(tmp_path / "d.tsv"), engine="ray", model=tiny_dyn_onnx, model_dir=tiny_checkpoint,
+                     output_root=tmp_path / "result", show_progress=False, cpus_per_actor=3)
+    assert not (tmp_path / "result").exists()
 
 
 def test_actor_killed_mid_run_every_row_once(ray_local, hooks, tmp_path, tiny_checkpoint, tiny_dyn_onnx):

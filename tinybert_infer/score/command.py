@@ -47,8 +47,9 @@ def add_command(sub):
     p.add_argument("--output", "-o", type=Path, default=Path(DEFAULT_RESULT_DIR), help="result root (default result)")
     p.add_argument("--output_dirname", default=None)
     g = p.add_argument_group("--engine ray (see docs/ray.md)")
-    g.add_argument("--cpus_per_actor", type=positive_int, default=1,
-                   help="CPUs Ray gives each scoring actor = its intra-op threads (default 1)")
+    g.add_argument("--cpus_per_actor", type=positive_int, default=None,
+                   help="CPUs Ray gives each scoring actor = its intra-op threads (default 2, or the largest "
+                        "node's CPUs if fewer; see docs/ray.md)")
     g.add_argument("--actors", type=positive_int, default=None,
                    help="scoring actors (default: the cluster's CPUs / --cpus_per_actor)")
     p.set_defaults(func=cmd_score)
@@ -86,15 +87,29 @@ def score_corpus(spec, *, engine: str = "local", fmt: str = "tsv", backend=None,
                  model=None,
                  model_dir, batch_size: int = DEFAULT_BATCH, threads=None, max_seq_length: int = SEQ_LEN,
                  chunk_rows: int = DEFAULT_CHUNK_ROWS, output_root=DEFAULT_RESULT_DIR, output_dirname=None,
-                 cpus_per_actor: int = 1, actors=None, show_progress: bool = True):
+                 cpus_per_actor=None, actors=None, show_progress: bool = True):
     """Score every sentence of the corpus; returns (summary, result folder). Nothing is published unless
     every row of every shard was scored exactly once."""
     shards = resolve_shards(spec)
+    runner = None
     if engine == "ray":
-        from tinybert_infer.score.ray_engine import import_ray
+        from tinybert_infer.score.ray_engine import RayEngine
 
-        import_ray()  # no ray package: one line, before any work
-        threads = cpus_per_actor
+        # Connected first: the actors' CPUs (default: from the cluster's nodes) are the plan's threads.
+        runner = RayEngine(cpus_per_actor=cpus_per_actor, actors=actors)  # no ray package: one line, first
+        threads = runner.cpus_per_actor
+    try:
+        return _score(shards, spec, runner, engine=engine, fmt=fmt, backend=backend, precision=precision,
+                      data_dir=data_dir, model=model, model_dir=model_dir, batch_size=batch_size, threads=threads,
+                      max_seq_length=max_seq_length, chunk_rows=chunk_rows, output_root=output_root,
+                      output_dirname=output_dirname, show_progress=show_progress)
+    finally:
+        if runner is not None:
+            runner.shutdown()
+
+
+def _score(shards, spec, runner, *, engine, fmt, backend, precision, data_dir, model, model_dir, batch_size,
+           threads, max_seq_length, chunk_rows, output_root, output_dirname, show_progress):
     plan = make_score_plan(backend=backend, precision=precision, model=model, model_dir=model_dir,
                            data_dir=data_dir, batch_size=batch_size, threads=threads, max_seq_length=max_seq_length,
                            chunk_rows=chunk_rows, timing_texts=first_texts(shards[0], TIMING_ROWS) if precision else ())
@@ -105,28 +120,19 @@ def score_corpus(spec, *, engine: str = "local", fmt: str = "tsv", backend=None,
     described = scorer.describe()
     summary = {"args": list(sys.argv), "engine": engine, "input": str(spec), "plan": described,
                "versions": _versions()}
-    runner = None
-    try:
+    with ScoreFolder(output_root, shards, fmt=fmt, num_labels=num_labels, labelled=labelled,
+                     output_dirname=output_dirname) as out, \
+            progress(desc=f"score {engine}", unit="sent", enabled=show_progress) as bar:
+        start = time.perf_counter()
         if engine == "ray":
-            from tinybert_infer.score.ray_engine import RayEngine
+            scorer.close()
+            scorer = None
+            summary["ray"] = runner.run(shards, plan, out.writer, labels, bar=bar)
+        else:
+            from tinybert_infer.score.local import run_local
 
-            runner = RayEngine(cpus_per_actor=cpus_per_actor, actors=actors)  # connects (or starts) Ray
-        with ScoreFolder(output_root, shards, fmt=fmt, num_labels=num_labels, labelled=labelled,
-                         output_dirname=output_dirname) as out, \
-                progress(desc=f"score {engine}", unit="sent", enabled=show_progress) as bar:
-            start = time.perf_counter()
-            if engine == "ray":
-                scorer.close()
-                scorer = None
-                summary["ray"] = runner.run(shards, plan, out.writer, labels, bar=bar)
-            else:
-                from tinybert_infer.score.local import run_local
-
-                summary["local"] = run_local(shards, scorer, out.writer, labels, bar=bar)
-            wall = time.perf_counter() - start
-            summary.update(wall_s=wall, throughput=out.writer.rows_written / wall if wall else 0.0)
-            summary = out.publish(summary)
-    finally:
-        if runner is not None:
-            runner.shutdown()
+            summary["local"] = run_local(shards, scorer, out.writer, labels, bar=bar)
+        wall = time.perf_counter() - start
+        summary.update(wall_s=wall, throughput=out.writer.rows_written / wall if wall else 0.0)
+        summary = out.publish(summary)
     return summary, out.dir

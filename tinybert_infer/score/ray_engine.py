@@ -20,13 +20,17 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from tinybert_infer.errors import PipelineError, ToolError
+from tinybert_infer.errors import PipelineError, ToolError, UsageError
 from tinybert_infer.score.corpus import Shard, chunk_keys, chunk_nbytes, iter_chunks
 from tinybert_infer.score.scorer import make_scorer
 
 RAY_PACKAGE = "ray[data]"
 LOCAL_OBJECT_STORE = 512 << 20  # a local Ray's object store: blocks are small, the default takes 30 % of RAM
 READ_CONCURRENCY = 2            # shards read at once: reading is cheap next to scoring
+# CPUs per scoring actor by default (= its intra-op threads), capped at the largest node. Two, not one: the actor
+# tokenises the next chunk in a thread while both cores infer this one, one model serves two cores (memory), and
+# it compiles its shapes once per two cores; measured against 2 x 1 in docs/ray.md.
+DEFAULT_CPUS_PER_ACTOR = 2
 # Ray merges what a read task yields into blocks of target_max_block_size bytes (128 MiB by default: a whole
 # shard, one actor) and slices blocks of 1.5x that. At 4 chunks, a block is 4-5 chunks and never sliced unless
 # one chunk is twice the first chunk's size, so actors see whole chunks (scored as locally) and share a shard.
@@ -99,16 +103,39 @@ def _read_fn(shard: Shard, shard_id: int, labels, chunk_rows: int):
 
 
 class ScoreActor:
-    """Holds one scorer (model + tokenizer) built from the driver's plan; scores one chunk per call."""
+    """Holds one scorer (model + tokenizer) built from the driver's plan; scores the chunks of one block per
+    call, each as the local engine scores it. With more than one CPU, the next chunk is tokenised in a thread
+    while the runtime infers this one (tokenising holds the GIL, inference releases it), so the actor's CPUs
+    are not left idle during the tokenizer's single-threaded share of the work."""
 
     def __init__(self, plan: dict):
         self.scorer = make_scorer(plan)
         self.chunk_rows = plan["chunk_rows"]
+        self.pool = None
+        if plan["threads"] > 1:
+            import sys
+            from concurrent.futures import ThreadPoolExecutor
+
+            self.pool = ThreadPoolExecutor(1, thread_name_prefix="tokenize")
+            # The inference thread wakes up after each batch and needs the GIL back from the tokenizer
+            # thread: at the default 5 ms it would stall the runtime for up to that long per batch.
+            sys.setswitchinterval(0.0005)
 
     def __call__(self, batch: dict) -> dict:
         _test_faults()
         texts = [str(t) for t in batch["text"]]
-        parts = [self.scorer.score_batch(texts[a:b]) for a, b in chunk_keys(batch, self.chunk_rows)]
+        spans = chunk_keys(batch, self.chunk_rows)
+        if self.pool is None or len(spans) < 2:
+            parts = [self.scorer.score_batch(texts[a:b]) for a, b in spans]
+        else:
+            parts = []
+            pending = self.pool.submit(self.scorer.encode, texts[spans[0][0]:spans[0][1]])
+            for k in range(len(spans)):
+                feats = pending.result()
+                if k + 1 < len(spans):
+                    a, b = spans[k + 1]
+                    pending = self.pool.submit(self.scorer.encode, texts[a:b])
+                parts.append(self.scorer.infer(feats))
         logits = np.concatenate(parts) if parts else np.empty((0, 0), np.float32)
         out = {"shard": batch["shard"], "index": batch["index"], "label": batch["label"], "last": batch["last"],
                "prediction": logits.argmax(axis=1).astype(np.int64)}
@@ -149,13 +176,26 @@ def _pipeline_error(exc: BaseException) -> Optional[PipelineError]:
 
 
 class RayEngine:
-    def __init__(self, *, cpus_per_actor: int = 1, actors: Optional[int] = None):
+    def __init__(self, *, cpus_per_actor: Optional[int] = None, actors: Optional[int] = None):
         self.ray = import_ray()
-        self.cpus_per_actor, self.actors = cpus_per_actor, actors
+        self.actors = actors
         self.started = False
         self.address = os.environ.get("RAY_ADDRESS") or None
         if not self.ray.is_initialized():
             self._connect()
+        self.cpus_per_actor = self._actor_cpus(cpus_per_actor)
+
+    def _actor_cpus(self, wanted: Optional[int]) -> int:
+        """--cpus_per_actor, or DEFAULT_CPUS_PER_ACTOR capped at the largest node: an actor that no node can
+        hold would wait forever instead of failing."""
+        largest = max((int(n["Resources"].get("CPU", 0)) for n in self.ray.nodes() if n.get("Alive")), default=0)
+        if wanted is None:
+            return max(1, min(DEFAULT_CPUS_PER_ACTOR, largest))
+        if wanted > largest:
+            self.shutdown()
+            raise UsageError(f"--cpus_per_actor {wanted}: no node of the Ray cluster has that many CPUs "
+                             f"(the largest has {largest})")
+        return wanted
 
     def _connect(self) -> None:
         ray = self.ray

@@ -126,8 +126,14 @@ class Scorer:
         self.plan["batching"] = "length-aware" if self.executor.plan.batching == "length" else "static"
 
     def score_batch(self, texts: Sequence[str]) -> np.ndarray:
-        width = self.backend.seq_len or self.plan["max_seq_length"]
-        return self.executor.score(encode(self.tokenizer, list(texts), width))
+        return self.infer(self.encode(texts))
+
+    def encode(self, texts: Sequence[str]) -> dict:
+        """Tokenise (pure Python: holds the GIL); infer() runs the features (the runtime releases it)."""
+        return encode(self.tokenizer, list(texts), self.backend.seq_len or self.plan["max_seq_length"])
+
+    def infer(self, feats: dict) -> np.ndarray:
+        return self.executor.score(feats)
 
     def num_labels(self) -> int:
         """Read from the model itself (one short sentence through it), whatever the runtime."""
