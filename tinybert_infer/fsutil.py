@@ -72,11 +72,13 @@ def staged_dir(final: Path):
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_asides(final)
-    stage = Path(tempfile.mkdtemp(prefix=_aside_prefix(final, "partial"), dir=final.parent))
-    try:
+    stage = None
+    try:  # made inside the try, as in staged_file
+        stage = Path(tempfile.mkdtemp(prefix=_aside_prefix(final, "partial"), dir=final.parent))
         yield stage
     except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)
+        if stage is not None:
+            shutil.rmtree(stage, ignore_errors=True)
         raise
     _publishable(stage, 0o777)
     old = None
@@ -98,15 +100,17 @@ def staged_file(final: Path, sweep: bool = True):
     final.parent.mkdir(parents=True, exist_ok=True)
     if sweep:
         remove_stale_asides(final)
-    fd, tmp = tempfile.mkstemp(prefix=_aside_prefix(final, "partial"), dir=final.parent)
-    os.close(fd)
-    try:
+    tmp = None
+    try:  # made inside the try: a Ctrl-C right after the file appears still removes it
+        fd, tmp = tempfile.mkstemp(prefix=_aside_prefix(final, "partial"), dir=final.parent)
+        os.close(fd)
         yield Path(tmp)
         _publishable(Path(tmp), 0o666)
         os.replace(tmp, final)
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+        if tmp is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
         raise
 
 
