@@ -16,7 +16,6 @@ keyed by the models' sha256, batch, threads, precision, CPU and library versions
 
 from __future__ import annotations
 
-import contextlib
 import statistics
 import sys
 import time
@@ -242,17 +241,14 @@ def dev_gate(tsv_path, vocab_file, max_drop: float = DEFAULT_MAX_DROP, max_seq_l
                         str(tsv_path))
 
 
-def gate_plans(plans: Sequence[Plan], gate: AccuracyGate, dynamic_model, log=lambda s: None,
-               executors: Optional[Dict[str, "PlanExecutor"]] = None):
+def gate_plans(plans: Sequence[Plan], gate: AccuracyGate, dynamic_model, log=lambda s: None):
     """The plans whose accuracy on the gate's sentences is within max_drop of exact fp32 (ONNX Runtime as
-    exported, on the dynamic model); and every plan's accuracy. executors: the plans already open (by label),
-    used as they are (the planner times the same ones next: every shape compiled once)."""
+    exported, on the dynamic model); and every plan's accuracy."""
     reference_plan = Plan("onnxruntime", str(dynamic_model), "length", plans[0].batch_size, "dynamic",
                           threads=plans[0].threads)
     accuracies = {}
     for plan in [reference_plan, *plans]:
-        opened = (executors or {}).get(plan.label())
-        with contextlib.nullcontext(opened) if opened is not None else open_plan(plan) as executor:
+        with open_plan(plan) as executor:
             accuracies[plan.label()] = float(np.mean(executor.score(gate.feats).argmax(1) == gate.labels))
     reference = accuracies.pop(reference_plan.label())
     kept = [p for p in plans if reference - accuracies[p.label()] <= gate.max_drop + 1e-12]
@@ -410,19 +406,17 @@ def make_plan(*, dynamic_model, precision: str = "fp32", batch_size: int = 32, t
     if isinstance(entry, dict) and entry.get("plan", {}).get("label") in labels:
         return Choice(labels[entry["plan"]["label"]], dict(entry, cached=True, cache_file=str(cache_file)))
     gate_info = None
+    if gated:
+        plans, gate_info = gate_plans(plans, gate, dyn, log=log)
+        if not plans:
+            raise UsageError(f"no {precision} plan is within {gate.max_drop * 100:g} points of fp32 accuracy on "
+                             f"{gate.source}: use --precision fp32")
     feats = as_features(data) if data is not None else _synthetic_data()
     feats = timing_subset(feats, _lengths(feats))
     executors = {}
     try:
         for plan in plans:
             executors[plan.label()] = open_plan(plan)
-        if gated:
-            plans, gate_info = gate_plans(plans, gate, dyn, log=log, executors=executors)
-            for label in set(executors) - {p.label() for p in plans}:
-                executors.pop(label).close()  # outside the gate: its memory back before timing
-            if not plans:
-                raise UsageError(f"no {precision} plan is within {gate.max_drop * 100:g} points of fp32 accuracy "
-                                 f"on {gate.source}: use --precision fp32")
         rates = time_plans(executors, feats, rounds=rounds, log=log)
     finally:
         for executor in executors.values():
