@@ -57,7 +57,7 @@ def build_artefacts_per_bs(model: ThroughputModel, names, batch_sizes, *, thread
     """{bs: {variant: artefact}}: the throughput model exported at each BS, every named variant built from it;
     INT8 calibrated on synthetic sequences (random weights: no sentences to keep)."""
     from tinybert_infer.export.optimize import calibration_batches
-    from tinybert_infer.plan.timing import synthetic_feeds
+    from tinybert_infer.data.features import synthetic_feeds
 
     artefacts = {}
     for bs in batch_sizes:

@@ -17,7 +17,8 @@ import numpy as np
 
 from tinybert_infer.errors import CheckpointError, DataError
 from tinybert_infer.fsutil import JsonSpool, dump_json, file_sha256, read_json_object, staged_dir
-from tinybert_infer.layout import FILE_DTYPES, INPUT_NAMES, MANIFEST_NAME, SEQ_LEN, natural_key, sample_file_name
+from tinybert_infer.layout import (FILE_DTYPES, IDS_NAME, INPUT_NAMES, MANIFEST_NAME, MASK_NAME, SEGMENTS_NAME, SEQ_LEN,
+                                   natural_key, sample_file_name)
 from tinybert_infer.progress import progress
 from tinybert_infer.data.tsv import TsvReader
 
@@ -404,3 +405,21 @@ def read_samples(folder, names: Sequence[str], seq_len: int, dtype: str = "int64
     for row, values in slow.items():
         out[row] = values
     return out
+
+
+def synthetic_feeds(batch: int, seq_len: int = SEQ_LEN, vocab_size: int = 30522, seed: int = 0,
+                    lengths: str = "sst2") -> dict:
+    """The one maker of random inputs by role. lengths: "sst2" (SST-2-like, mean ~25 of 64: static shapes make
+    the content irrelevant to speed, but it keeps int8 activation ranges realistic), "uniform" (2..seq_len, every
+    length once in a while: export's parity check without a TSV) or "full" (all seq_len, ais_bench's random
+    pure-inference data)."""
+    rng = np.random.default_rng(seed)
+    if lengths == "sst2":
+        lengths = np.clip(rng.normal(25, 10, batch).astype(int), 3, seq_len)
+    elif lengths == "uniform":
+        lengths = rng.integers(2, seq_len + 1, batch)
+    else:
+        lengths = np.full(batch, seq_len)
+    mask = (np.arange(seq_len)[None, :] < lengths[:, None]).astype(np.int64)
+    ids = rng.integers(min(1000, vocab_size // 2), vocab_size, (batch, seq_len), dtype=np.int64) * mask
+    return {IDS_NAME: ids, SEGMENTS_NAME: np.zeros_like(ids), MASK_NAME: mask}

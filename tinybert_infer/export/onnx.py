@@ -118,7 +118,7 @@ def validation_inputs(checkpoint: Checkpoint, tsv_path, count: int, seq_len: int
         feats = encode(make_tokenizer(checkpoint.vocab_file, checkpoint.tokenizer), texts, seq_len)
         source = f"{len(texts)} sentences of {tsv_path}"
     else:
-        from tinybert_infer.plan.timing import synthetic_feeds
+        from tinybert_infer.data.features import synthetic_feeds
 
         feats = synthetic_feeds(count, seq_len, checkpoint.config.vocab_size, lengths="uniform")
         source = f"{count} random sequences (no TSV found)"

@@ -443,7 +443,7 @@ def _lengths(feats) -> np.ndarray:
 
 
 def _synthetic_data(count: int = TIMING_SAMPLES) -> dict:
-    from tinybert_infer.plan.timing import synthetic_feeds
+    from tinybert_infer.data.features import synthetic_feeds
 
     return synthetic_feeds(count)
 

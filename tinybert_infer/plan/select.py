@@ -91,7 +91,7 @@ def calibration_loader(checkpoint_dir, tsv, batch: int):
     def load():
         from tinybert_infer.errors import PipelineError
         from tinybert_infer.export.optimize import calibration_batches, calibration_features
-        from tinybert_infer.plan.timing import synthetic_feeds
+        from tinybert_infer.data.features import synthetic_feeds
 
         try:
             feats, _ = calibration_features(checkpoint_dir, tsv, max(128, batch), 64)

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tinybert_infer.layout import IDS_NAME, MASK_NAME, SEGMENTS_NAME, SEQ_LEN
+from tinybert_infer.data.features import synthetic_feeds
+from tinybert_infer.layout import SEQ_LEN
 from tinybert_infer.run.results import latency_stats
 
 
@@ -23,24 +24,6 @@ class TimingPolicy:
 QUICK = TimingPolicy(warmup_s=0.05, warmup_runs=1, min_s=0.2, min_runs=3, max_s=1.0)
 SELECT = TimingPolicy(warmup_s=0.3, warmup_runs=2, min_s=1.0, min_runs=5, max_s=3.0)
 SELECT_ROUND = TimingPolicy(warmup_s=0.1, warmup_runs=1, min_s=0.4, min_runs=3, max_s=1.5)  # x3 interleaved
-
-
-def synthetic_feeds(batch: int, seq_len: int = SEQ_LEN, vocab_size: int = 30522, seed: int = 0,
-                    lengths: str = "sst2") -> dict:
-    """The one maker of random inputs by role. lengths: "sst2" (SST-2-like, mean ~25 of 64: static shapes make
-    the content irrelevant to speed, but it keeps int8 activation ranges realistic), "uniform" (2..seq_len, every
-    length once in a while: export's parity check without a TSV) or "full" (all seq_len, ais_bench's random
-    pure-inference data)."""
-    rng = np.random.default_rng(seed)
-    if lengths == "sst2":
-        lengths = np.clip(rng.normal(25, 10, batch).astype(int), 3, seq_len)
-    elif lengths == "uniform":
-        lengths = rng.integers(2, seq_len + 1, batch)
-    else:
-        lengths = np.full(batch, seq_len)
-    mask = (np.arange(seq_len)[None, :] < lengths[:, None]).astype(np.int64)
-    ids = rng.integers(min(1000, vocab_size // 2), vocab_size, (batch, seq_len), dtype=np.int64) * mask
-    return {IDS_NAME: ids, SEGMENTS_NAME: np.zeros_like(ids), MASK_NAME: mask}
 
 
 def measure(run, batch: int, policy: TimingPolicy = TimingPolicy()) -> dict:

@@ -186,7 +186,7 @@ def run_pure(backend: Backend, *, batch_size: Optional[int] = None, loop: int = 
     if pure_data_type == "zero":
         feeds = {n: np.zeros(shape, np.int64) for n in backend.input_names}
     elif pure_data_type == "random":
-        from tinybert_infer.plan.timing import synthetic_feeds
+        from tinybert_infer.data.features import synthetic_feeds
 
         by_role = synthetic_feeds(batch, seq_len, vocab_size, seed, lengths="full")
         missing = [n for n in backend.input_names if n not in by_role]

@@ -84,8 +84,7 @@ def _versions() -> dict:
 
 
 def score_corpus(spec, *, engine: str = "local", fmt: str = "tsv", backend=None, precision=None, data_dir=None,
-                 model=None,
-                 model_dir, batch_size: int = DEFAULT_BATCH, threads=None, max_seq_length: int = SEQ_LEN,
+                 model=None, model_dir, batch_size: int = DEFAULT_BATCH, threads=None, max_seq_length: int = SEQ_LEN,
                  chunk_rows: int = DEFAULT_CHUNK_ROWS, output_root=DEFAULT_RESULT_DIR, output_dirname=None,
                  cpus_per_actor=None, actors=None, show_progress: bool = True):
     """Score every sentence of the corpus; returns (summary, result folder). Nothing is published unless
