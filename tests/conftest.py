@@ -82,6 +82,17 @@ def tiny_exports(tmp_path_factory, tiny_checkpoint) -> dict:
             "dynamic": export_dynamic_checkpoint(tiny_checkpoint, base, tsv_path=tsv)}
 
 
+@pytest.fixture(scope="session")
+def pth2onnx_run(tmp_path_factory, tiny_checkpoint):
+    """bash test/pth2onnx.sh 4 once per session from a clean folder on the tiny checkpoint: (run, folder). The
+    script's own test reads its output; the stage-by-stage test starts from copies of its graphs."""
+    folder = tmp_path_factory.mktemp("pth2onnx")
+    data = write_tsv(folder / "glue" / "dev.tsv").parent
+    proc = run_script("pth2onnx.sh", "4", cwd=folder,
+                      env={"TINYBERT_MODEL_DIR": str(tiny_checkpoint), "TINYBERT_DATA_DIR": str(data)})
+    return proc, folder
+
+
 def copy_exports(exports: dict, dest: Path) -> dict:
     """tiny_exports' files copied into dest: the same dict, every path (the reports' too) in dest."""
     import dataclasses
@@ -240,12 +251,16 @@ def _uses_early_job(item) -> bool:
 
 
 def pytest_collection_modifyitems(session, config, items):
-    """Tests that wait for an early run go last (in collection order otherwise): by then it has finished."""
-    items.sort(key=_uses_early_job)
+    """Tests that wait for an early run go last (in collection order otherwise): by then it has finished.
+    Under pytest-xdist they go first: the worker that takes one runs it while the other works through the rest."""
+    under_xdist = hasattr(config, "workerinput")
+    items.sort(key=lambda item: _uses_early_job(item) != under_xdist)
 
 
 def pytest_collection_finish(session):
-    if session.config.option.collectonly:
+    # Under pytest-xdist every worker collects every test: started here, each run would happen once per worker.
+    # There the other worker keeps the second core busy, so a test runs its job itself when it needs it.
+    if session.config.option.collectonly or hasattr(session.config, "workerinput"):
         return
     from concurrent.futures import ThreadPoolExecutor
 

@@ -11,7 +11,7 @@ from tinybert_infer.models.synthetic import TINYBERT_4L_312D
 def test_roofline_rates_and_limits():
     rates = gemm_rates(1, seconds=0.02)
     assert rates["gflops"]["fp32"] > 0 and rates["gflops"]["int8"] > 0 and rates["threads"] == 1
-    from tinybert_infer.models.modeling import TinyBertConfig
+    from tinybert_infer.models.config import TinyBertConfig
 
     cfg = TinyBertConfig(num_labels=2, **TINYBERT_4L_312D)
     assert cfg.flops_per_sample(64) == pytest.approx(0.603e9, rel=2e-3)

@@ -6,7 +6,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from conftest import run_cli_in_process, run_script
+from conftest import run_cli_in_process
 from tinybert_infer.models.checkpoint import load_model
 from tinybert_infer.export.onnx import export_checkpoint
 
@@ -67,12 +67,11 @@ def test_other_depths_widths_heads_and_labels_export(tmp_path, tiny_tsv, shape):
     assert outputs[0][2] == [2, shape.get("num_labels", 2)]
 
 
-def test_pth2onnx_script_prints_the_difference(tmp_path, tiny_checkpoint, tiny_tsv):
-    proc = run_script("pth2onnx.sh", "2", cwd=tmp_path,
-                      env={"TINYBERT_MODEL_DIR": str(tiny_checkpoint), "TINYBERT_DATA_DIR": str(tiny_tsv.parent)})
+def test_pth2onnx_script_prints_the_difference(pth2onnx_run):
+    proc, folder = pth2onnx_run
     assert proc.returncode == 0, proc.stderr
-    assert "TinyBERT_sim_bs2.onnx: max |logit diff| vs PyTorch = " in proc.stdout
-    assert (tmp_path / "TinyBERT_bs2.onnx").is_file() and (tmp_path / "TinyBERT_sim_bs2.onnx").is_file()
+    assert "TinyBERT_sim_bs4.onnx: max |logit diff| vs PyTorch = " in proc.stdout
+    assert (folder / "TinyBERT_bs4.onnx").is_file() and (folder / "TinyBERT_sim_bs4.onnx").is_file()
 
 
 def test_export_fails_when_parity_tolerance_is_exceeded(tmp_path, tiny_checkpoint, tiny_tsv):

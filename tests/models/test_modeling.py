@@ -72,7 +72,7 @@ def test_fit_dense_and_other_extra_keys_are_ignored(tmp_path):
 
 
 def test_flops_per_sample_matches_reference_notes():
-    from tinybert_infer.models.modeling import TinyBertConfig
+    from tinybert_infer.models.config import TinyBertConfig
     from tinybert_infer.models.synthetic import TINYBERT_4L_312D
 
     cfg = TinyBertConfig(num_labels=2, **TINYBERT_4L_312D)
@@ -80,7 +80,7 @@ def test_flops_per_sample_matches_reference_notes():
 
 
 def test_cls_only_last_layer_does_less_work_and_counts_it():
-    from tinybert_infer.models.modeling import TinyBertConfig
+    from tinybert_infer.models.config import TinyBertConfig
     from tinybert_infer.models.synthetic import TINYBERT_4L_312D
 
     cfg = TinyBertConfig(num_labels=2, **TINYBERT_4L_312D)

@@ -13,18 +13,30 @@ from tinybert_infer.bench.prepare import export_for, prepare_artefacts, read_con
 
 
 def accuracy_run(backend, task: dict) -> dict:
-    """In the cell's process (cells.run_cell): one artefact over bert_bin/, scored by postprocessing."""
+    """In the cell's process (cells.run_cell): one artefact over bert_bin/ into a result folder. The parent
+    scores it (score_run), so the cell's peak RSS is the runtime's and its start does not import scikit-learn."""
     from tinybert_infer.run.inference import run_files
-    from tinybert_infer.eval.metrics import evaluate
 
     bin_dir = Path(task["bin_dir"])
     result_root = Path(task["result_root"])
     shutil.rmtree(result_root / task["variant"], ignore_errors=True)  # our own scratch folder, re-run each time
     report = run_files(backend, [bin_dir / n for n in INPUT_NAMES], result_root, batch_size=task["batch"],
                        outfmt="BIN", output_dirname=task["variant"], show_progress=False)
-    evaluation = evaluate(report.result_dir, bin_dir)
-    return {"accuracy": 100.0 * evaluation.metrics["accuracy"], "samples": evaluation.metrics["samples"],
-            "predictions": evaluation.predictions.tolist(), "result_dir": str(report.result_dir)}
+    return {"result_dir": str(report.result_dir)}
+
+
+def score_run(run: dict, bin_dir: Path) -> dict:
+    """A finished accuracy cell's folder through postprocessing: accuracy, sample count, predictions."""
+    from tinybert_infer.eval.metrics import evaluate
+
+    if "result_dir" not in run:
+        return run  # the cell's error, as it reported it
+    try:
+        evaluation = evaluate(Path(run["result_dir"]), bin_dir)
+    except Exception as exc:  # as in a cell: one failing backend must not sink the whole table
+        return dict(run, error=f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}")
+    return dict(run, accuracy=100.0 * evaluation.metrics["accuracy"], samples=evaluation.metrics["samples"],
+                predictions=evaluation.predictions.tolist())
 
 
 def accuracy_section(names, *, model_dir: Path, data_dir: Path, work: Path, bs: int, threads: int,
@@ -60,8 +72,9 @@ def accuracy_section(names, *, model_dir: Path, data_dir: Path, work: Path, bs: 
         art = artefacts.get(name)
         if art is None:
             continue
-        runs[name] = in_child(variant_task("accuracy", name, art, threads=threads, checkpoint_dir=model_dir,
-                                           batch=bs, bin_dir=str(bin_dir), result_root=str(acc_dir / "result")))
+        runs[name] = score_run(in_child(variant_task("accuracy", name, art, threads=threads, checkpoint_dir=model_dir,
+                                                     batch=bs, bin_dir=str(bin_dir),
+                                                     result_root=str(acc_dir / "result"))), bin_dir)
         shown = f"{runs[name]['accuracy']:.2f}" if "accuracy" in runs[name] else runs[name].get("error")
         log(f"  {name:18s} accuracy {shown}")
     reference = runs.get("torch", {}).get("predictions")

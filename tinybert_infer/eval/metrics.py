@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Optional
 
 import numpy as np
-from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
 
 from tinybert_infer.data.features import check_inputs_tokenizer, read_manifest
 from tinybert_infer.errors import DataError, ResultError
@@ -34,6 +33,9 @@ def sample_stems(manifest: dict) -> list[str]:
 
 
 def score(labels, predictions, num_labels: int) -> dict:
+    # imported here: scikit-learn takes about a second to import, and a refused result folder never needs it
+    from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
+
     labels = np.asarray(labels)
     classes = list(range(num_labels))
     precision, recall, f1, support = precision_recall_fscore_support(

@@ -19,13 +19,12 @@ from pathlib import Path
 from typing import Optional
 
 import numpy as np
-import torch
 
 from tinybert_infer.data.features import TOKENIZER_JSON, TokenizerSettings, load_vocab, read_tokenizer_settings
 from tinybert_infer.errors import CheckpointError
 from tinybert_infer.fsutil import read_json_object
 from tinybert_infer.models.labels import labels_record, output_order, reorder_classifier
-from tinybert_infer.models.modeling import ACTIVATIONS, TinyBertConfig, TinyBertForSequenceClassification
+from tinybert_infer.models.config import ACTIVATION_NAMES, TinyBertConfig
 from tinybert_infer.models.specs import ModelSpec, resolve_spec
 
 CONFIG_FILE = "config.json"
@@ -100,8 +99,8 @@ def _read_config(folder: Path) -> dict:
             f"num_attention_heads {raw['num_attention_heads']}"
         )
     act = raw.get("hidden_act", "gelu")
-    if act not in ACTIVATIONS:
-        raise CheckpointError(f"{path}: hidden_act {act!r} not supported (use one of {sorted(ACTIVATIONS)})")
+    if act not in ACTIVATION_NAMES:
+        raise CheckpointError(f"{path}: hidden_act {act!r} not supported (use one of {sorted(ACTIVATION_NAMES)})")
     eps = raw.get("layer_norm_eps", 1e-12)
     if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not eps > 0:
         raise CheckpointError(f"{path}: key 'layer_norm_eps' must be a positive number, got {eps!r}")
@@ -136,6 +135,8 @@ def find_weights_file(folder: Path) -> Path:
 
 def load_state_dict(path: Path) -> dict:
     """Load tensors only; a pickle that tries to run code is refused, never executed."""
+    import torch  # here, not at the top: commands that only read config.json or the vocabulary never load it
+
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
@@ -186,9 +187,9 @@ def _check_finite(state: dict, path: Path) -> None:
             raise CheckpointError(f"{path}: tensor '{name}' holds NaN or inf values; the weights are broken")
 
 
-def _all_finite(tensor: torch.Tensor) -> bool:
+def _all_finite(tensor) -> bool:
     # numpy's isfinite: tens of ms for a 90 MB checkpoint, where torch's took seconds on a busy machine
-    if tensor.dtype == torch.bfloat16:  # no numpy dtype for it
+    if str(tensor.dtype) == "torch.bfloat16":  # no numpy dtype for it
         tensor = tensor.float()
     return bool(np.isfinite(tensor.detach().numpy()).all())
 
@@ -265,10 +266,12 @@ def read_checkpoint(folder, *, head: Optional[str] = None) -> Checkpoint:
     return Checkpoint(folder, config, weights_file, vocab_file, state, spec, tokenizer, raw, order)
 
 
-def build_model(checkpoint: Checkpoint, *, cls_only_last_layer: bool = True) -> TinyBertForSequenceClassification:
+def build_model(checkpoint: Checkpoint, *, cls_only_last_layer: bool = True):
     """The eval-mode model with every encoder and classifier weight checked against the config.
 
     cls_only_last_layer: see modeling.Encoder (same logits, less work); False gives the textbook graph."""
+    from tinybert_infer.models.modeling import TinyBertForSequenceClassification
+
     model = TinyBertForSequenceClassification(checkpoint.config, cls_only_last_layer)
     expected = model.state_dict()
     state = checkpoint.state_dict
@@ -288,6 +291,6 @@ def build_model(checkpoint: Checkpoint, *, cls_only_last_layer: bool = True) -> 
 
 
 def load_model(folder, *, cls_only_last_layer: bool = True,
-               head: Optional[str] = None) -> tuple[Checkpoint, TinyBertForSequenceClassification]:
+               head: Optional[str] = None) -> tuple:
     checkpoint = read_checkpoint(folder, head=head)
     return checkpoint, build_model(checkpoint, cls_only_last_layer=cls_only_last_layer)

@@ -9,7 +9,8 @@ from pathlib import Path
 import torch
 
 from tinybert_infer.models.checkpoint import SPECIAL_TOKENS
-from tinybert_infer.models.modeling import TinyBertConfig, TinyBertForSequenceClassification
+from tinybert_infer.models.config import TinyBertConfig
+from tinybert_infer.models.modeling import TinyBertForSequenceClassification
 
 # The published TinyBERT-4L-312D General/SST-2 shape (the model of ModelZoo's results table).
 TINYBERT_4L_312D = dict(
