@@ -29,9 +29,9 @@ from tinybert_infer.run.inference import run_files
 from tinybert_infer.layout import INPUT_NAMES
 from tinybert_infer.score.command import score_corpus
 
-root, ckpt = Path(sys.argv[1]), Path(sys.argv[2])
+root, ckpt, static, dynamic = (Path(a) for a in sys.argv[1:5])
 data.CHUNK = 100  # sentences tokenised together: both sizes span many chunks
-backend = make_backend("torch", checkpoint_dir=ckpt, batch_size=8)
+backend = make_backend("onnxruntime", onnx_path=static, batch_size=4)
 
 def peak(fn):
     tracemalloc.start()
@@ -42,24 +42,27 @@ def peak(fn):
         tracemalloc.stop()
 
 peaks = {}
-for n in sys.argv[3:]:
+for n in sys.argv[5:]:
     tsv, bins = root / f"corpus_{n}.tsv", root / f"bert_bin_{n}"
     peaks[n] = {
         "preprocess": peak(lambda: preprocess(tsv, ckpt / "vocab.txt", bins, show_progress=False)),
         "infer": peak(lambda: run_files(backend, [bins / x for x in INPUT_NAMES], root / f"result_{n}",
                                         show_progress=False)),
-        "score": peak(lambda: score_corpus(tsv, backend="torch", model_dir=ckpt, chunk_rows=100,
+        "score": peak(lambda: score_corpus(tsv, backend="onnxruntime", model=dynamic, model_dir=ckpt, chunk_rows=100,
                                            output_root=root / f"scored_{n}", show_progress=False)),
     }
 print(json.dumps(peaks))
 """
 
 
-def test_stage_memory_is_flat_in_the_sentence_count(tmp_path, tiny_checkpoint):
+def test_stage_memory_is_flat_in_the_sentence_count(tmp_path, tiny_checkpoint, tiny_exports):
     sizes = (len(SENTENCES), SMALL, LARGE)  # the first one warms up
     for n in sizes:
         write_tsv(tmp_path / f"corpus_{n}.tsv", [SENTENCES[i % len(SENTENCES)] for i in range(n)])
-    proc = subprocess.run([sys.executable, "-c", PROBE, str(tmp_path), str(tiny_checkpoint), *map(str, sizes)],
+    # ONNX Runtime, not PyTorch: the stages' own buffers are the subject, and the probe starts without torch
+    graphs = (tiny_exports["static"].sim_path, tiny_exports["dynamic"].sim_path)
+    proc = subprocess.run([sys.executable, "-c", PROBE, str(tmp_path), str(tiny_checkpoint), *map(str, graphs),
+                           *map(str, sizes)],
                           env=dict(clean_environ(), PYTHONPATH=str(ROOT)), capture_output=True, text=True,
                           timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
