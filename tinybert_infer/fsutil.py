@@ -62,6 +62,51 @@ def discard_dir(folder: Path) -> None:
     shutil.rmtree(aside, ignore_errors=True)
 
 
+# Staged entries whose block has not finished. A Ctrl-C can land where no cleanup of the block runs (between
+# contextlib's __enter__ returning and the with-block starting, say); the CLI then removes these (discard_pending).
+_PENDING: set = set()
+
+
+@contextlib.contextmanager
+def _signals_held():
+    """SIGINT and SIGTERM wait while a staged entry is made and recorded: a Ctrl-C lands before or after, never
+    between the two (the handler runs as soon as they are let through)."""
+    import signal
+
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def _make_staged(make) -> Path:
+    with _signals_held():
+        path = Path(make())
+        _PENDING.add(path)
+    return path
+
+
+def _new_stage_file(final: Path) -> str:
+    fd, tmp = tempfile.mkstemp(prefix=_aside_prefix(final, "partial"), dir=final.parent)
+    os.close(fd)
+    return tmp
+
+
+def discard_pending() -> None:
+    """Remove every staged file or folder whose block never finished (the CLI calls this on Ctrl-C)."""
+    for path in list(_PENDING):
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+        _PENDING.discard(path)
+
+
 @contextlib.contextmanager
 def staged_dir(final: Path):
     """Yield a fresh sibling folder; on success it replaces `final`, on any error it is removed.
@@ -74,11 +119,12 @@ def staged_dir(final: Path):
     remove_stale_asides(final)
     stage = None
     try:  # made inside the try, as in staged_file
-        stage = Path(tempfile.mkdtemp(prefix=_aside_prefix(final, "partial"), dir=final.parent))
+        stage = _make_staged(lambda: tempfile.mkdtemp(prefix=_aside_prefix(final, "partial"), dir=final.parent))
         yield stage
     except BaseException:
         if stage is not None:
             shutil.rmtree(stage, ignore_errors=True)
+            _PENDING.discard(stage)
         raise
     _publishable(stage, 0o777)
     old = None
@@ -86,6 +132,7 @@ def staged_dir(final: Path):
         old = Path(tempfile.mkdtemp(prefix=_aside_prefix(final, "old"), dir=final.parent))
         os.rename(final, old / final.name)
     os.rename(stage, final)
+    _PENDING.discard(stage)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
 
@@ -102,16 +149,17 @@ def staged_file(final: Path, sweep: bool = True):
         remove_stale_asides(final)
     tmp = None
     try:  # made inside the try: a Ctrl-C right after the file appears still removes it
-        fd, tmp = tempfile.mkstemp(prefix=_aside_prefix(final, "partial"), dir=final.parent)
-        os.close(fd)
-        yield Path(tmp)
-        _publishable(Path(tmp), 0o666)
+        tmp = _make_staged(lambda: _new_stage_file(final))
+        yield tmp
+        _publishable(tmp, 0o666)
         os.replace(tmp, final)
     except BaseException:
         if tmp is not None:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
         raise
+    finally:
+        _PENDING.discard(tmp)
 
 
 class ClosesOnExit:

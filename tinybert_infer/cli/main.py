@@ -57,6 +57,14 @@ class _SigintWatch:
             signal.signal(signal.SIGINT, self._previous)
 
 
+def _interrupted() -> int:
+    from tinybert_infer.fsutil import discard_pending
+
+    discard_pending()  # staged outputs a Ctrl-C caught where their own cleanup could not run
+    print("error: interrupted", file=sys.stderr)
+    return INTERRUPTED_EXIT
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -72,10 +80,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"error: {failure}", file=sys.stderr)
         return failure.exit_code
     except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        return INTERRUPTED_EXIT
+        return _interrupted()
     except Exception:
         if not sigint.seen:
             raise
-        print("error: interrupted", file=sys.stderr)
-        return INTERRUPTED_EXIT
+        return _interrupted()
