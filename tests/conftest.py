@@ -14,7 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from tinybert_infer.models.synthetic import write_random_checkpoint
+# Before torch loads OpenMP (the import below), and inherited by every child run: OpenMP's idle threads sleep
+# instead of spinning. The suite runs a worker per core (-n auto), and a worker's spinning threads took the
+# other worker's core: 2 min 07 s with spinning, 1 min 45 s without, on the same 2-core host.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from tinybert_infer.models.synthetic import write_random_checkpoint  # noqa: E402
 from tinybert_infer.plan.timing import TimingPolicy
 
 ROOT = Path(__file__).resolve().parents[1]
