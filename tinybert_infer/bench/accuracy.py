@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Optional
 
 from tinybert_infer.layout import INPUT_NAMES, SEQ_LEN
-from tinybert_infer.bench.cells import in_child, variant_task
+from tinybert_infer.bench.cells import cell_error, in_child, variant_task
 from tinybert_infer.bench.prepare import export_for, prepare_artefacts, read_config, subset_tsv
 
 
@@ -34,7 +34,7 @@ def score_run(run: dict, bin_dir: Path) -> dict:
     try:
         evaluation = evaluate(Path(run["result_dir"]), bin_dir)
     except Exception as exc:  # as in a cell: one failing backend must not sink the whole table
-        return dict(run, error=f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}")
+        return dict(run, error=cell_error(exc))
     return dict(run, accuracy=100.0 * evaluation.metrics["accuracy"], samples=evaluation.metrics["samples"],
                 predictions=evaluation.predictions.tolist())
 

@@ -46,8 +46,12 @@ def run_cell(task: dict) -> dict:
         result.update(describe=backend.describe(), rss_mb=peak_rss_mb())
         return result
     except Exception as exc:  # one failing backend must not sink the whole table
-        return {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}",
-                "rss_mb": peak_rss_mb()}
+        return {"error": cell_error(exc), "rss_mb": peak_rss_mb()}
+
+
+def cell_error(exc: Exception) -> str:
+    """A failed cell's entry in the table: the exception's type and first line."""
+    return f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
 
 
 def in_child(task: dict) -> dict:
