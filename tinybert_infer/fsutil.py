@@ -69,18 +69,26 @@ _PENDING: set = set()
 
 @contextlib.contextmanager
 def _signals_held():
-    """SIGINT and SIGTERM wait while a staged entry is made and recorded: a Ctrl-C lands before or after, never
-    between the two (the handler runs as soon as they are let through)."""
+    """A Ctrl-C waits while a staged entry is made and recorded: it lands before or after, never between the two.
+    Python runs signal handlers in the main thread only, whichever thread the kernel picked (blocking the signal
+    there would not do: torch's and the runtimes' threads take it), so the handler itself is held back."""
     import signal
+    import threading
 
-    if not hasattr(signal, "pthread_sigmask"):
+    if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    caught = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(frame))
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        signal.signal(signal.SIGINT, previous)
+        if caught:
+            if callable(previous):
+                previous(signal.SIGINT, caught[0])
+            elif previous == signal.SIG_DFL:
+                os.kill(os.getpid(), signal.SIGINT)
 
 
 def _make_staged(make) -> Path:
