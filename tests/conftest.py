@@ -255,17 +255,21 @@ def _uses_early_job(item) -> bool:
     return any(name in getattr(item, "fixturenames", ()) for name in EARLY_JOBS)
 
 
+def _in_xdist_worker(config) -> bool:
+    return hasattr(config, "workerinput")
+
+
 def pytest_collection_modifyitems(session, config, items):
     """Tests that wait for an early run go last (in collection order otherwise): by then it has finished.
     Under pytest-xdist they go first: the worker that takes one runs it while the other works through the rest."""
-    under_xdist = hasattr(config, "workerinput")
+    under_xdist = _in_xdist_worker(config)
     items.sort(key=lambda item: _uses_early_job(item) != under_xdist)
 
 
 def pytest_collection_finish(session):
     # Under pytest-xdist every worker collects every test: started here, each run would happen once per worker.
     # There the other worker keeps the second core busy, so a test runs its job itself when it needs it.
-    if session.config.option.collectonly or hasattr(session.config, "workerinput"):
+    if session.config.option.collectonly or _in_xdist_worker(session.config):
         return
     from concurrent.futures import ThreadPoolExecutor
 

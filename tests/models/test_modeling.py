@@ -104,3 +104,12 @@ def test_cls_only_model_only_reads_the_cls_row_of_the_last_layer(tmp_path):
         assert torch.allclose(pruned(ids, seg, mask), full(ids, seg, mask), atol=1e-5)
         ids[:, 10] = 7
         assert torch.allclose(pruned(ids, seg, mask), full(ids, seg, mask), atol=1e-5)
+
+
+def test_every_activation_a_checkpoint_may_name_is_computed():
+    """checkpoint.py accepts the hidden_act values of config.ACTIVATION_NAMES without importing torch; the
+    model must compute exactly those."""
+    from tinybert_infer.models.config import ACTIVATION_NAMES
+    from tinybert_infer.models.modeling import ACTIVATIONS
+
+    assert set(ACTIVATIONS) == set(ACTIVATION_NAMES)
