@@ -22,6 +22,14 @@ def cpu_flags() -> set:
     return set((_cpuinfo_field("flags") or "").split())
 
 
+BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
+
+
+def cpu_has_bf16() -> bool:
+    """bf16 arithmetic in hardware; without it OpenVINO's bf16 hint quietly runs f32."""
+    return bool(cpu_flags() & BF16_FLAGS)
+
+
 def cpu_model() -> str:
     return _cpuinfo_field("model name") or platform.processor() or platform.machine()
 

@@ -9,8 +9,13 @@ from tinybert_infer.models.synthetic import TINYBERT_4L_312D
 
 
 def test_roofline_rates_and_limits():
-    rates = gemm_rates(1, seconds=0.02)
+    rates = gemm_rates(1, seconds=0.02, sizes=(64, 128))
     assert rates["gflops"]["fp32"] > 0 and rates["gflops"]["int8"] > 0 and rates["threads"] == 1
+    # The limit is an upper bound: the best engine at its best size, OpenVINO's among them.
+    fp32 = {k: v for k, v in rates["engines"].items() if k.startswith("fp32_")}
+    assert {"fp32_torch", "fp32_onnxruntime", "fp32_openvino"} <= set(fp32)
+    assert rates["gflops"]["fp32"] == pytest.approx(max(fp32.values()), abs=0.051)
+    assert rates["gemm_size"] == "64/128"
     from tinybert_infer.models.config import TinyBertConfig
 
     cfg = TinyBertConfig(num_labels=2, **TINYBERT_4L_312D)

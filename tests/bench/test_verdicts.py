@@ -53,3 +53,17 @@ def test_real_job_targets_use_the_published_figure():
     assert not targets["checkpoint fp32: >= 0.6 of the real-job limit"]["met"]
     last = targets[f"4L-312D recommended >= {published} samples/s (published T4, BS 64)"]
     assert last["ratio"] == pytest.approx(0.5) and not last["met"]
+
+
+def test_real_job_targets_compare_the_fastest_plan_with_the_fastest_static_one_of_the_same_run():
+    def row(precision, kind, sps):
+        return {"model": "checkpoint", "precision": precision, "kind": kind, "samples_per_s": sps,
+                "fraction_of_real_job_limit": None}
+
+    rows = [row("fp32", "static-64", 80.0), row("fp32", "recommended", 150.0),
+            row("int8", "static-64", 100.0), row("int8", "recommended", 210.0)]
+    targets = {t["target"].split(" (")[0]: t for t in real_job_targets(rows)}
+    vs_best = targets["checkpoint: fastest recommended >= 2x the fastest static-64"]
+    assert vs_best["ratio"] == pytest.approx(2.1) and vs_best["met"]   # 210 against the best static, 100
+    absolute = targets["checkpoint: fastest recommended >= 1654 samples/s"]
+    assert absolute["ratio"] == pytest.approx(210 / 1654) and not absolute["met"]

@@ -289,8 +289,11 @@ def test_real_job_section_rows_on_a_tiny_checkpoint(tiny_checkpoint, tmp_path):
     assert kinds == [("checkpoint", "static-64"), ("checkpoint", "recommended")]
     for row in section["rows"]:  # fp32 plans: PyTorch's label on every sentence
         assert row["labels_differ_from_pytorch"] == 0 and 0 < row["fraction_of_real_job_limit"]
+    # each precision's planner and plans ran in a process of its own: the peak RSS reported is theirs
+    assert set(section["peak_rss_mb_per_job"]) == {"checkpoint fp32"}
+    assert section["peak_rss_mb"] == section["peak_rss_mb_per_job"]["checkpoint fp32"] > 0
     text = "\n".join(real_job_section_lines(section))
-    assert "Real job" in text and "recommended >= 2x static-64" in text
+    assert "Real job" in text and "recommended >= 2x static-64" in text and "in their own process" in text
 
 
 @pytest.mark.slow

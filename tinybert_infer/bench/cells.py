@@ -54,10 +54,15 @@ def cell_error(exc: Exception) -> str:
     return f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
 
 
+def call_in_child(fn, *args, **kwargs):
+    """fn(*args, **kwargs) in a fresh spawned process (fn at module level; arguments and result picklable)."""
+    with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn"), max_tasks_per_child=1) as pool:
+        return pool.submit(fn, *args, **kwargs).result()
+
+
 def in_child(task: dict) -> dict:
     """run_cell(task) in a fresh spawned process."""
-    with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn"), max_tasks_per_child=1) as pool:
-        return pool.submit(run_cell, task).result()
+    return call_in_child(run_cell, task)
 
 
 def variant_task(kind: str, name: str, artefact, *, threads: int, checkpoint_dir, batch: int, **extra) -> dict:

@@ -11,6 +11,7 @@ interleaved (static, planned, static, planned, ...), best wall time kept; labels
 
 from __future__ import annotations
 
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -20,7 +21,7 @@ import numpy as np
 
 from tinybert_infer.layout import INPUT_NAMES
 from tinybert_infer.plan.planner import PRECISIONS
-from tinybert_infer.bench.cells import peak_rss_mb
+from tinybert_infer.bench.cells import call_in_child, peak_rss_mb
 from tinybert_infer.bench.prepare import RANDOM_WEIGHTS_TOLERANCE, inputs_and_exports
 from tinybert_infer.bench.verdicts import real_job_targets
 
@@ -134,19 +135,36 @@ def real_job_section(*, model_dir: Path, data_dir: Path, work: Path, threads: in
     bin_dir = work / "bert_bin"
     preprocess(dev, Path(model_dir) / VOCAB_FILE, bin_dir, show_progress=False)
     test_tsv = Path(data_dir) / "test.tsv"
-    common = dict(bin_dir=bin_dir, rates=rates, threads=threads, batch=batch, precisions=precisions,
-                  repeats=repeats, calibration_tsv=test_tsv if test_tsv.is_file() else None, log=log)
+    common = dict(bin_dir=bin_dir, rates=rates, threads=threads, batch=batch, repeats=repeats,
+                  calibration_tsv=test_tsv if test_tsv.is_file() else None)
     from tinybert_infer.plan.planner import dev_gate
 
     # Low precision on the trained checkpoint must stay within 0.5 points of fp32 on dev; random weights have no
     # accuracy to keep, so the 4L-312D shape is planned on speed alone.
-    rows = model_rows(Path(model_dir), "checkpoint", work=work / "checkpoint",
-                      gate=dev_gate(dev, Path(model_dir) / VOCAB_FILE), **common)
+    jobs = [(Path(model_dir), "checkpoint", dict(gate=dev_gate(dev, Path(model_dir) / VOCAB_FILE)))]
     if throughput_checkpoint is not None:
-        rows += model_rows(Path(throughput_checkpoint), "4L-312D", work=work / "4L-312D",
-                           tolerance=RANDOM_WEIGHTS_TOLERANCE, **common)
+        jobs.append((Path(throughput_checkpoint), "4L-312D", dict(tolerance=RANDOM_WEIGHTS_TOLERANCE)))
+    rows, rss = [], {}
+    for checkpoint, label, extra in jobs:
+        for precision in precisions:
+            done = call_in_child(_rows_of_one_precision, checkpoint, label, work=work / label,
+                                 **dict(common, precisions=[precision], **extra))
+            rows += done["rows"]
+            rss[f"{label} {precision}"] = done["peak_rss_mb"]
+            log(f"[real job] {label} {precision}: peak RSS {done['peak_rss_mb']:.0f} MB")
     return {"rows": rows, "batch": batch, "repeats": repeats, "tsv": str(dev), "gemm_gflops": rates["gflops"],
-            "targets": real_job_targets(rows), "peak_rss_mb": peak_rss_mb()}
+            "targets": real_job_targets(rows), "peak_rss_mb": max(rss.values(), default=None),
+            "peak_rss_mb_per_job": rss, "peak_rss_mb_driver": peak_rss_mb()}
+
+
+def _log_to_stderr(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def _rows_of_one_precision(checkpoint: Path, label: str, **kwargs) -> dict:
+    """model_rows in a spawned child (see the module's docstring); its log goes to stderr."""
+    rows = model_rows(checkpoint, label, log=_log_to_stderr, **kwargs)
+    return {"rows": rows, "peak_rss_mb": peak_rss_mb()}
 
 
 def plan_stability(dynamic_model: Path, feats: dict, *, precision: str, batch: int, threads: int, runs: int = 10,

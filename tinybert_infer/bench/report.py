@@ -79,8 +79,8 @@ def _setting_lines(r: dict) -> list:
              f"layer: the limit's yardstick); the exported graphs and the PyTorch module compute "
              f"{tp.get('executed_gflop_per_sample', tp['gflop_per_sample']):.3f} (the last layer for the [CLS] row "
              "only, the one the classifier reads; same logits). Samples/s = batch / median batch latency.",
-             f"- Machine limit (GEMM {roof['gemm_size']}^3, {roof['threads']} threads, best of the run's start and "
-             f"end): fp32 {fmt(roof['gflops']['fp32'])} GFLOP/s -> {fmt(lim['fp32'])} samples/s; int8 "
+             f"- Machine limit (best engine on square GEMMs of {roof['gemm_size']}, {roof['threads']} threads, best of "
+             f"the run's start and end): fp32 {fmt(roof['gflops']['fp32'])} GFLOP/s -> {fmt(lim['fp32'])} samples/s; int8 "
              f"{fmt(roof['gflops']['int8'])} GOP/s -> {fmt(lim['int8'])} samples/s; bf16 {fmt(roof['gflops']['bf16'])} "
              f"GFLOP/s -> {fmt(lim['bf16'])} samples/s."]
     a = r["accuracy"]
@@ -199,9 +199,18 @@ def real_job_section_lines(section: Optional[dict]) -> list:
                      f"{x['accuracy']:.4f}" if x["accuracy"] is not None else "n/a",
                      x["labels_differ_from_pytorch"], x["compile_s"] or "-"] for x in section["rows"]])
     lines.append("")
+    if not g.get("bf16") and any(x["precision"] == "bf16" for x in section["rows"]):
+        lines += ["This CPU has no bf16 instructions (avx512_bf16, amx_bf16): OpenVINO ran the bf16 plans in f32, "
+                  "so they have no bf16 limit.", ""]
     if section.get("peak_rss_mb"):
-        lines.append(f"Peak RSS of the whole section (every planner and plan, one process): "
-                     f"{section['peak_rss_mb']:.0f} MB.")
+        per_job = section.get("peak_rss_mb_per_job")
+        if per_job:
+            lines.append(f"Peak RSS, each precision's planner and plans in their own process: highest "
+                         f"{section['peak_rss_mb']:.0f} MB (" + ", ".join(f"{k} {v:.0f}" for k, v in per_job.items())
+                         + " MB).")
+        else:
+            lines.append(f"Peak RSS of the whole section (every planner and plan, one process): "
+                         f"{section['peak_rss_mb']:.0f} MB.")
         lines.append("")
     for t in section["targets"]:
         ratio = f"{t['ratio']:.2f}" if t["ratio"] is not None else "n/a"

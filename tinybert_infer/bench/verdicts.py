@@ -134,6 +134,18 @@ def real_job_targets(rows: Sequence[dict], targets: RealJobTargets = REAL_JOB) -
             out.append({"target": f"checkpoint {r['precision']}: >= {targets.fraction:g} of the real-job limit",
                         "ratio": r["fraction_of_real_job_limit"],
                         "met": r["fraction_of_real_job_limit"] >= targets.fraction})
+    fastest = max((r["samples_per_s"] for r in rows if r["model"] == "checkpoint" and r["kind"] == "recommended"),
+                  default=None)
+    best_static = max((r["samples_per_s"] for r in rows if r["model"] == "checkpoint" and r["kind"] == "static-64"),
+                      default=None)
+    if fastest and best_static:
+        out.append({"target": f"checkpoint: fastest recommended >= {targets.vs_best:g}x the fastest static-64 "
+                              "(the issue's 'today's best', measured in this run)",
+                    "ratio": fastest / best_static, "met": fastest >= targets.vs_best * best_static})
+        goal = targets.vs_best * targets.best_when_filed
+        out.append({"target": f"checkpoint: fastest recommended >= {goal:g} samples/s ({targets.vs_best:g}x the "
+                              f"{targets.best_when_filed:g}/s the issue measured on its own host)",
+                    "ratio": fastest / goal, "met": fastest >= goal})
     fastest_4l = max((r["samples_per_s"] for r in rows if r["model"] == "4L-312D" and r["kind"] == "recommended"),
                      default=None)
     if fastest_4l:

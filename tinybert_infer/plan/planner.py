@@ -395,6 +395,11 @@ def make_plan(*, dynamic_model, precision: str = "fp32", batch_size: int = 32, t
         precision, dynamic_model=dyn, batch_size=batch_size, threads=threads, static_model=static_model)
     if not plans:
         raise UsageError(f"no {precision} plan can run here")
+    from tinybert_infer.machine import cpu_has_bf16
+
+    if any(p.precision == "bf16" for p in plans) and not cpu_has_bf16():
+        log("[plan] this CPU has no bf16 instructions (avx512_bf16, amx_bf16): OpenVINO runs its bf16 plans in f32 "
+            "(the run summary's inference_precision_hint says so)")
     build_candidate_artefacts(plans, dyn, batch_size=batch_size, threads=threads, checkpoint_dir=checkpoint_dir,
                               calibration_tsv=calibration_tsv, log=log)
     cache_file = dyn.parent / SELECTION_CACHE_NAME
