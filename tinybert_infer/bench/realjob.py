@@ -168,7 +168,8 @@ def _rows_of_one_precision(checkpoint: Path, label: str, **kwargs) -> dict:
 
 
 def plan_stability(dynamic_model: Path, feats: dict, *, precision: str, batch: int, threads: int, runs: int = 10,
-                   static_model=None, log: Callable[[str], None] = lambda s: None) -> dict:
+                   static_model=None, checkpoint_dir=None, calibration_tsv=None,
+                   log: Callable[[str], None] = lambda s: None) -> dict:
     """How often the planner, measuring afresh each time (no cache), picks each plan: issue 10 asks for the same
     plan in >= 9 of 10 runs where candidates differ by more than 20 %."""
     from collections import Counter
@@ -178,7 +179,8 @@ def plan_stability(dynamic_model: Path, feats: dict, *, precision: str, batch: i
     picks, rates = Counter(), []
     for run in range(runs):
         choice = make_plan(dynamic_model=dynamic_model, precision=precision, batch_size=batch, threads=threads,
-                           data=feats, static_model=static_model, use_cache=False, log=lambda s: None)
+                           data=feats, static_model=static_model, checkpoint_dir=checkpoint_dir,
+                           calibration_tsv=calibration_tsv, use_cache=False, log=lambda s: None)
         picks[choice.plan.label()] += 1
         rates.append(choice.selection["samples_per_s"])
         log(f"[stability] run {run + 1}/{runs}: {choice.plan.label()}")
@@ -192,5 +194,7 @@ def stability_runs(model_dir: Path, dev: Path, work: Path, *, precisions: Sequen
 
     bin_dir, static, dynamic = inputs_and_exports(work, model_dir, dev, [batch])
     feats = read_sample_files([bin_dir / n for n in INPUT_NAMES]).feats
+    test_tsv = Path(dev).parent / "test.tsv"  # int8 calibrates on test.tsv, as the real-job rows do
     return [plan_stability(dynamic, feats, precision=p, batch=batch, threads=threads, runs=runs,
-                           static_model=static[batch], log=log) for p in precisions]
+                           static_model=static[batch], checkpoint_dir=model_dir,
+                           calibration_tsv=test_tsv if test_tsv.is_file() else None, log=log) for p in precisions]
