@@ -3,10 +3,10 @@ roofline. A fresh process per cell makes its peak RSS that backend's alone."""
 
 from __future__ import annotations
 
-from concurrent.futures import ProcessPoolExecutor
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Optional
+
+from tinybert_infer.isolate import call_in_child
 
 
 def peak_rss_mb() -> Optional[float]:
@@ -52,12 +52,6 @@ def run_cell(task: dict) -> dict:
 def cell_error(exc: Exception) -> str:
     """A failed cell's entry in the table: the exception's type and first line."""
     return f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
-
-
-def call_in_child(fn, *args, **kwargs):
-    """fn(*args, **kwargs) in a fresh spawned process (fn at module level; arguments and result picklable)."""
-    with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn"), max_tasks_per_child=1) as pool:
-        return pool.submit(fn, *args, **kwargs).result()
 
 
 def in_child(task: dict) -> dict:

@@ -21,7 +21,8 @@ import numpy as np
 
 from tinybert_infer.layout import INPUT_NAMES
 from tinybert_infer.plan.planner import PRECISIONS
-from tinybert_infer.bench.cells import call_in_child, peak_rss_mb
+from tinybert_infer.bench.cells import peak_rss_mb
+from tinybert_infer.isolate import call_in_child
 from tinybert_infer.bench.prepare import RANDOM_WEIGHTS_TOLERANCE, inputs_and_exports
 from tinybert_infer.bench.verdicts import real_job_targets
 

@@ -227,6 +227,17 @@ def artefact_path(sim: Path, name: str) -> Optional[Path]:
     return sim.with_name(optimized_name(sim.name, name))
 
 
+def artefacts_fresh(sim: Path, names: Sequence[str]) -> bool:
+    """Whether build_artefacts would build nothing: every file it writes for these names exists, newer than sim."""
+    built = set()
+    for name in (variant(n).name for n in names):
+        if name == "onnxruntime-int8-dynamic":
+            built |= {"onnxruntime-fused", name}
+        elif name == "onnxruntime-fused" or (name in ("openvino-int8", "openvino-int8-bf16") and nncf_available()):
+            built.add(name)
+    return all(_fresh(artefact_path(sim, n), sim) for n in built)
+
+
 def build_artefacts(sim: Path, names: Sequence[str], *, batch_size: int, threads: int,
                     num_heads: int = 0, hidden_size: int = 0, calibration: Optional[Callable[[], list]] = None,
                     time_fn: Optional[Callable[[str, Path], float]] = None, rebuild: bool = False,

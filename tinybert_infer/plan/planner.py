@@ -320,13 +320,26 @@ def candidates_for(precision: str, **kwargs) -> List[Plan]:
 
 def build_candidate_artefacts(plans: Sequence[Plan], dynamic_model, *, batch_size: int, threads: int,
                               checkpoint_dir=None, calibration_tsv=None, log=lambda s: None) -> None:
-    from tinybert_infer.export.optimize import build_artefacts
-    from tinybert_infer.plan.select import calibration_loader
+    """The artefacts the plans run, built in a spawned process: fusing and quantising (NNCF above all) load whole
+    graphs and calibration data, and that peak would otherwise stay with the run that follows."""
+    from tinybert_infer.export.optimize import artefacts_fresh
+    from tinybert_infer.isolate import call_in_child
 
     names = sorted({p.variant for p in plans if Path(p.model).parent == Path(dynamic_model).parent
                     and p.batching == "length"})
-    build_artefacts(Path(dynamic_model), names, batch_size=batch_size, threads=threads,
-                    calibration=calibration_loader(checkpoint_dir, calibration_tsv, batch_size), log=log)
+    if not artefacts_fresh(Path(dynamic_model), names):
+        log(f"[plan] building {', '.join(names)} artefacts (in a child process)")
+        call_in_child(_build_artefacts, Path(dynamic_model), names, batch_size, threads, checkpoint_dir,
+                      calibration_tsv)
+
+
+def _build_artefacts(dynamic_model: Path, names, batch_size, threads, checkpoint_dir, calibration_tsv) -> None:
+    from tinybert_infer.export.optimize import build_artefacts
+    from tinybert_infer.plan.select import calibration_loader
+
+    build_artefacts(dynamic_model, names, batch_size=batch_size, threads=threads,
+                    calibration=calibration_loader(checkpoint_dir, calibration_tsv, batch_size),
+                    log=lambda s: print(s, file=sys.stderr, flush=True))
 
 
 def timing_subset(feats: Dict[str, np.ndarray], lengths: np.ndarray, count: int = TIMING_SAMPLES) -> dict:
