@@ -8,6 +8,11 @@ import sys
 from tqdm import tqdm
 
 
+def log_stderr(msg: str) -> None:
+    """A log line for the user, beside the results on stdout (spawned children use it too)."""
+    print(msg, file=sys.stderr, flush=True)
+
+
 def progress(*, total=None, desc="", unit="it", enabled=True):
     # Disabled under pytest/CI logs unless TINYBERT_PROGRESS=1; on a terminal always shown.
     forced = os.environ.get("TINYBERT_PROGRESS")

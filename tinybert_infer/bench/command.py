@@ -16,6 +16,7 @@ from tinybert_infer.fsutil import staged_file
 from tinybert_infer.layout import default_data_dir, default_model_dir
 from tinybert_infer.export.optimize import VARIANTS
 from tinybert_infer.bench import dynamic, realjob, run
+from tinybert_infer.progress import log_stderr
 
 
 def add_command(sub):
@@ -110,7 +111,7 @@ def cmd_dynamic_bench(args) -> int:
     rows = dynamic.run_dynamic_bench(model_dir=args.model_dir or default_model_dir(), tsv=tsv, work=work,
                                      batch_sizes=args.batch_sizes, backend_names=args.backend, threads=args.threads,
                                      repeats=args.repeats, pad_multiple=args.pad_multiple,
-                                     buckets=parse_buckets(args.buckets) if args.buckets else None, log=run.log_stderr)
+                                     buckets=parse_buckets(args.buckets) if args.buckets else None, log=log_stderr)
     print(dynamic_rows_table(rows))
     print(f"(end-to-end wall time, files in -> result folder out; best of {args.repeats} alternating runs; "
           f"scratch: {work})")
@@ -154,7 +155,7 @@ def cmd_real_job(args) -> int:
     if args.stability:
         results = realjob.stability_runs(model_dir, data_dir / "dev.tsv", work, precisions=args.precisions,
                                          batch=args.batchsize, threads=threads, runs=args.stability,
-                                         log=run.log_stderr)
+                                         log=log_stderr)
         for r in results:
             print(f"{r['precision']}: " + ", ".join(f"{label}: {n}/{r['runs']}" for label, n in r["picks"].items()))
         if args.json:
@@ -164,7 +165,7 @@ def cmd_real_job(args) -> int:
                                        rates=gemm_rates(threads, 2.0),
                                        throughput_checkpoint=None if args.no_4l else throughput_checkpoint(work),
                                        batch=args.batchsize, precisions=args.precisions, repeats=args.repeats,
-                                       log=run.log_stderr)
+                                       log=log_stderr)
     print("\n".join(real_job_section_lines(section)))
     if args.json:
         _write_json(args.json, section)

@@ -11,7 +11,6 @@ interleaved (static, planned, static, planned, ...), best wall time kept; labels
 
 from __future__ import annotations
 
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -23,6 +22,7 @@ from tinybert_infer.layout import INPUT_NAMES
 from tinybert_infer.plan.planner import PRECISIONS
 from tinybert_infer.bench.cells import peak_rss_mb
 from tinybert_infer.isolate import call_in_child
+from tinybert_infer.progress import log_stderr
 from tinybert_infer.bench.prepare import RANDOM_WEIGHTS_TOLERANCE, inputs_and_exports
 from tinybert_infer.bench.verdicts import real_job_targets
 
@@ -158,13 +158,9 @@ def real_job_section(*, model_dir: Path, data_dir: Path, work: Path, threads: in
             "peak_rss_mb_per_job": rss, "peak_rss_mb_driver": peak_rss_mb()}
 
 
-def _log_to_stderr(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
-
-
 def _rows_of_one_precision(checkpoint: Path, label: str, **kwargs) -> dict:
     """model_rows in a spawned child (see the module's docstring); its log goes to stderr."""
-    rows = model_rows(checkpoint, label, log=_log_to_stderr, **kwargs)
+    rows = model_rows(checkpoint, label, log=log_stderr, **kwargs)
     return {"rows": rows, "peak_rss_mb": peak_rss_mb()}
 
 

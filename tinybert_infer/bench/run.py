@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import platform
-import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Optional
 from tinybert_infer.errors import UsageError
 from tinybert_infer.fsutil import staged_file, write_json_atomic
 from tinybert_infer.layout import default_data_dir, default_model_dir
+from tinybert_infer.progress import log_stderr
 from tinybert_infer.export.optimize import VARIANTS, nncf_available, variant
 from tinybert_infer.bench.accuracy import accuracy_section
 from tinybert_infer.bench.cells import roofline
@@ -35,10 +35,6 @@ BATCH_SIZES = PUBLISHED_BATCH_SIZES
 QUICK_BATCH_SIZES = (1, 8)
 ACCURACY_BS = 32
 QUICK_ACCURACY_SAMPLES = 96
-
-
-def log_stderr(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 def machine_info(threads: int) -> dict:

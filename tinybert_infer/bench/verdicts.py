@@ -134,10 +134,10 @@ def real_job_targets(rows: Sequence[dict], targets: RealJobTargets = REAL_JOB) -
             out.append({"target": f"checkpoint {r['precision']}: >= {targets.fraction:g} of the real-job limit",
                         "ratio": r["fraction_of_real_job_limit"],
                         "met": r["fraction_of_real_job_limit"] >= targets.fraction})
-    fastest = max((r["samples_per_s"] for r in rows if r["model"] == "checkpoint" and r["kind"] == "recommended"),
-                  default=None)
-    best_static = max((r["samples_per_s"] for r in rows if r["model"] == "checkpoint" and r["kind"] == "static-64"),
-                      default=None)
+    def fastest_of(model, kind):
+        return max((r["samples_per_s"] for r in rows if (r["model"], r["kind"]) == (model, kind)), default=None)
+
+    fastest, best_static = fastest_of("checkpoint", "recommended"), fastest_of("checkpoint", "static-64")
     if fastest and best_static:
         out.append({"target": f"checkpoint: fastest recommended >= {targets.vs_best:g}x the fastest static-64 "
                               "(the issue's 'today's best', measured in this run)",
@@ -146,8 +146,7 @@ def real_job_targets(rows: Sequence[dict], targets: RealJobTargets = REAL_JOB) -
         out.append({"target": f"checkpoint: fastest recommended >= {goal:g} samples/s ({targets.vs_best:g}x the "
                               f"{targets.best_when_filed:g}/s the issue measured on its own host)",
                     "ratio": fastest / goal, "met": fastest >= goal})
-    fastest_4l = max((r["samples_per_s"] for r in rows if r["model"] == "4L-312D" and r["kind"] == "recommended"),
-                     default=None)
+    fastest_4l = fastest_of("4L-312D", "recommended")
     if fastest_4l:
         goal = targets.sps_4l
         out.append({"target": f"4L-312D recommended >= {goal} samples/s (published {targets.published_card}, "

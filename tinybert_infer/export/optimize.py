@@ -227,15 +227,20 @@ def artefact_path(sim: Path, name: str) -> Optional[Path]:
     return sim.with_name(optimized_name(sim.name, name))
 
 
-def artefacts_fresh(sim: Path, names: Sequence[str]) -> bool:
-    """Whether build_artefacts would build nothing: every file it writes for these names exists, newer than sim."""
+def _files_built(names: Sequence[str]) -> set:
+    """The variants among names (and the ones they are built from) that build_artefacts writes a file for."""
     built = set()
     for name in (variant(n).name for n in names):
         if name == "onnxruntime-int8-dynamic":
-            built |= {"onnxruntime-fused", name}
+            built |= {"onnxruntime-fused", name}  # quantised from the fused graph
         elif name == "onnxruntime-fused" or (name in ("openvino-int8", "openvino-int8-bf16") and nncf_available()):
             built.add(name)
-    return all(_fresh(artefact_path(sim, n), sim) for n in built)
+    return built
+
+
+def artefacts_fresh(sim: Path, names: Sequence[str]) -> bool:
+    """Whether build_artefacts would build nothing: every file it writes for these names exists, newer than sim."""
+    return all(_fresh(artefact_path(sim, n), sim) for n in _files_built(names))
 
 
 def build_artefacts(sim: Path, names: Sequence[str], *, batch_size: int, threads: int,
@@ -250,7 +255,7 @@ def build_artefacts(sim: Path, names: Sequence[str], *, batch_size: int, threads
     sim = require_model(sim)
     out: Dict[str, Artefact] = {}
     wanted = [variant(n).name for n in names]
-    needs_fused = any(n in ("onnxruntime-fused", "onnxruntime-int8-dynamic") for n in wanted)
+    needs_fused = "onnxruntime-fused" in _files_built(wanted)
     fused = artefact_path(sim, "onnxruntime-fused")
     if needs_fused:
         start = time.perf_counter()

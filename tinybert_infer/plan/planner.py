@@ -336,10 +336,10 @@ def build_candidate_artefacts(plans: Sequence[Plan], dynamic_model, *, batch_siz
 def _build_artefacts(dynamic_model: Path, names, batch_size, threads, checkpoint_dir, calibration_tsv) -> None:
     from tinybert_infer.export.optimize import build_artefacts
     from tinybert_infer.plan.select import calibration_loader
+    from tinybert_infer.progress import log_stderr
 
     build_artefacts(dynamic_model, names, batch_size=batch_size, threads=threads,
-                    calibration=calibration_loader(checkpoint_dir, calibration_tsv, batch_size),
-                    log=lambda s: print(s, file=sys.stderr, flush=True))
+                    calibration=calibration_loader(checkpoint_dir, calibration_tsv, batch_size), log=log_stderr)
 
 
 def timing_subset(feats: Dict[str, np.ndarray], lengths: np.ndarray, count: int = TIMING_SAMPLES) -> dict:
