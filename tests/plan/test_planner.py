@@ -164,9 +164,9 @@ def test_planner_measures_on_the_data_caches_its_choice_and_measures_again_for_a
     seen = []
     real_time_plans = plan_module.time_plans
 
-    def fake_time_plans(executors, feats, **kw):
+    def fake_time_plans(candidates, feats, **kw):
         seen.append(len(feats["input_ids"]))
-        real_time_plans(executors, feats, rounds=1)  # really runs each candidate once
+        real_time_plans(candidates, feats, rounds=1, sweeps=1)  # really runs each candidate once
         return {plans[0].label(): [100.0, 90.0, 110.0], plans[1].label(): [200.0, 150.0, 250.0]}
 
     monkeypatch.setattr(plan_module, "time_plans", fake_time_plans)
@@ -196,9 +196,9 @@ def test_a_changed_candidate_set_is_measured_again_not_answered_from_the_cache(m
     shutil.copy(models["dynamic"], dyn)
     measured = []
 
-    def fake_time_plans(executors, feats, **kw):
-        measured.append(sorted(executors))
-        return {key: [100.0 + 10 * i] * 3 for i, key in enumerate(executors)}
+    def fake_time_plans(candidates, feats, **kw):
+        measured.append(sorted(p.label() for p in candidates))
+        return {p.label(): [100.0 + 10 * i] * 3 for i, p in enumerate(candidates)}
 
     monkeypatch.setattr(plan_module, "time_plans", fake_time_plans)
     ort = Plan("onnxruntime", str(dyn), "length", 4, "dynamic", threads=1)

@@ -4,23 +4,9 @@ roofline. A fresh process per cell makes its peak RSS that backend's alone."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 from tinybert_infer.isolate import call_in_child
-
-
-def peak_rss_mb() -> Optional[float]:
-    """This process's peak RSS. Not getrusage's ru_maxrss: Linux carries the forking parent's peak across
-    exec into it, which would charge every child with the benchmark driver's memory."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024.0  # kB
-    except OSError:
-        pass
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # elsewhere: the best there is
+from tinybert_infer.machine import peak_rss_mb
 
 
 def run_cell(task: dict) -> dict:

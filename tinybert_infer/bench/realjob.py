@@ -20,7 +20,7 @@ import numpy as np
 
 from tinybert_infer.layout import INPUT_NAMES
 from tinybert_infer.plan.planner import PRECISIONS
-from tinybert_infer.bench.cells import peak_rss_mb
+from tinybert_infer.machine import peak_rss_mb
 from tinybert_infer.isolate import call_in_child
 from tinybert_infer.progress import log_stderr
 from tinybert_infer.bench.prepare import RANDOM_WEIGHTS_TOLERANCE, inputs_and_exports
@@ -40,21 +40,29 @@ def real_job_flops(config, lengths: Sequence[int], cls_only_last_layer: bool = T
 def _static_plan(precision: str, recommended, static_model: Path, batch: int, threads: int, **build):
     """The static-64 yardstick: the recommended plan's OpenVINO variant (the same arithmetic), else the
     precision's plain OpenVINO one."""
-    from tinybert_infer.export.optimize import artefact_path, build_artefacts, variant
-    from tinybert_infer.plan.planner import Plan
+    from tinybert_infer.export.optimize import artefact_path, variant
+    from tinybert_infer.plan.planner import Plan, build_artefacts_in_child
 
     name = recommended.variant if recommended.runtime == "openvino" else f"openvino-{precision}"
     if variant(name).precision == "int8":
-        build_artefacts(static_model, [name], batch_size=batch, threads=threads, **build)
+        build_artefacts_in_child(static_model, [name], batch_size=batch, threads=threads, **build)
     return Plan(name, str(artefact_path(static_model, name)), "static", batch, "fixed", threads=threads)
 
 
-def _torch_labels(checkpoint: Path, feats: dict, batch: int, threads: int) -> np.ndarray:
+def _exports_and_torch_labels(checkpoint: Path, work: Path, feats: dict, batch: int, threads: int,
+                              tolerance: Optional[float]):
+    """The checkpoint's config, the static-BS and dynamic ONNX, and PyTorch eager's labels: run in a spawned child,
+    so torch (the weights, the export, the eager model) stays out of the memory of the rows that follow."""
+    from tinybert_infer.export.onnx import export_checkpoint, export_dynamic_checkpoint
+    from tinybert_infer.models.checkpoint import read_checkpoint
     from tinybert_infer.plan.planner import Plan, open_plan
 
+    static_model = export_checkpoint(checkpoint, batch, work, validate_count=8, tolerance=tolerance).sim_path
+    dynamic_model = export_dynamic_checkpoint(checkpoint, work, tolerance=tolerance).sim_path
     with open_plan(Plan("torch", str(checkpoint), "length", batch, "dynamic", threads=threads,
                         checkpoint_dir=str(checkpoint))) as executor:
-        return executor.score(feats).argmax(1)
+        labels = executor.score(feats).argmax(1)
+    return read_checkpoint(checkpoint).config, static_model, dynamic_model, labels
 
 
 def model_rows(checkpoint: Path, label: str, *, bin_dir: Path, work: Path, rates: dict, threads: int,
@@ -62,24 +70,19 @@ def model_rows(checkpoint: Path, label: str, *, bin_dir: Path, work: Path, rates
                calibration_tsv: Optional[Path] = None, gate=None, tolerance: Optional[float] = None,
                log: Callable[[str], None] = lambda s: None) -> list:
     """tolerance: export parity slack (None: the checkpoint specification's)."""
-    from tinybert_infer.models.checkpoint import read_checkpoint
     from tinybert_infer.run.length import read_sample_files
-    from tinybert_infer.export.onnx import export_checkpoint, export_dynamic_checkpoint
     from tinybert_infer.eval.metrics import evaluate
     from tinybert_infer.export.optimize import nncf_available
     from tinybert_infer.plan.planner import make_plan, open_plan
-    from tinybert_infer.plan.select import calibration_loader
 
     work.mkdir(parents=True, exist_ok=True)
     dirs = [bin_dir / n for n in INPUT_NAMES]
     samples = read_sample_files(dirs)
-    config = read_checkpoint(checkpoint).config
+    config, static_model, dynamic_model, reference = call_in_child(
+        _exports_and_torch_labels, checkpoint, work, samples.feats, batch, threads, tolerance)
     flops = real_job_flops(config, samples.lengths)
-    static_model = export_checkpoint(checkpoint, batch, work, validate_count=8, tolerance=tolerance).sim_path
-    dynamic_model = export_dynamic_checkpoint(checkpoint, work, tolerance=tolerance).sim_path
-    reference = _torch_labels(checkpoint, samples.feats, batch, threads)
     out_root = Path(tempfile.mkdtemp(prefix="realjob_", dir=work))
-    build = {"calibration": calibration_loader(checkpoint, calibration_tsv, batch)}
+    build = {"checkpoint_dir": checkpoint, "calibration_tsv": calibration_tsv}
     rows = []
     for precision in precisions:
         if precision == "int8" and not nncf_available():

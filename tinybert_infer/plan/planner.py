@@ -42,7 +42,9 @@ DEFAULT_BUCKETS = (16, 24, 32, 40, 48, 64)
 # shapes instead of 6 (at most width / 4; cached on disk like the others).
 PER_LENGTH_PAD_MULTIPLE = 4
 SWITCH_MARGIN = 0.10       # another candidate must beat the preferred one by this much to be chosen
-TIMING_ROUNDS = 3
+TIMING_ROUNDS = 3          # timed passes per candidate per sweep
+TIMING_SWEEPS = 2          # each candidate opened, timed and closed once per sweep (time_plans)
+SWEEP_KEEP_WITHIN = 0.75   # after the first sweep, candidates below this fraction of the fastest drop out
 TIMING_SAMPLES = 256       # real sentences per timing pass (a length-stratified subset of the data)
 
 
@@ -190,7 +192,11 @@ class PlanExecutor(ClosesOnExit):
         return self.run_samples(samples, output_root, extra_summary=extra, **kwargs)
 
     def close(self) -> None:
+        from tinybert_infer.machine import return_free_memory
+
         self.backend.close()
+        self.backend = None
+        return_free_memory()
 
 
 def open_plan(plan: Plan) -> PlanExecutor:
@@ -320,25 +326,32 @@ def candidates_for(precision: str, **kwargs) -> List[Plan]:
 
 def build_candidate_artefacts(plans: Sequence[Plan], dynamic_model, *, batch_size: int, threads: int,
                               checkpoint_dir=None, calibration_tsv=None, log=lambda s: None) -> None:
-    """The artefacts the plans run, built in a spawned process: fusing and quantising (NNCF above all) load whole
-    graphs and calibration data, and that peak would otherwise stay with the run that follows."""
+    """The artefacts the plans run (those not built yet)."""
     from tinybert_infer.export.optimize import artefacts_fresh
-    from tinybert_infer.isolate import call_in_child
 
     names = sorted({p.variant for p in plans if Path(p.model).parent == Path(dynamic_model).parent
                     and p.batching == "length"})
     if not artefacts_fresh(Path(dynamic_model), names):
         log(f"[plan] building {', '.join(names)} artefacts (in a child process)")
-        call_in_child(_build_artefacts, Path(dynamic_model), names, batch_size, threads, checkpoint_dir,
-                      calibration_tsv)
+        build_artefacts_in_child(dynamic_model, names, batch_size=batch_size, threads=threads,
+                                 checkpoint_dir=checkpoint_dir, calibration_tsv=calibration_tsv)
 
 
-def _build_artefacts(dynamic_model: Path, names, batch_size, threads, checkpoint_dir, calibration_tsv) -> None:
+def build_artefacts_in_child(model, names, *, batch_size: int, threads: int, checkpoint_dir=None,
+                             calibration_tsv=None) -> None:
+    """optimize.build_artefacts in a spawned process: fusing and quantising (NNCF above all) load whole graphs and
+    calibration data, and that peak would otherwise stay with the run that follows."""
+    from tinybert_infer.isolate import call_in_child
+
+    call_in_child(_build_artefacts, Path(model), list(names), batch_size, threads, checkpoint_dir, calibration_tsv)
+
+
+def _build_artefacts(model: Path, names, batch_size, threads, checkpoint_dir, calibration_tsv) -> None:
     from tinybert_infer.export.optimize import build_artefacts
     from tinybert_infer.plan.select import calibration_loader
     from tinybert_infer.progress import log_stderr
 
-    build_artefacts(dynamic_model, names, batch_size=batch_size, threads=threads,
+    build_artefacts(model, names, batch_size=batch_size, threads=threads,
                     calibration=calibration_loader(checkpoint_dir, calibration_tsv, batch_size), log=log_stderr)
 
 
@@ -350,19 +363,37 @@ def timing_subset(feats: Dict[str, np.ndarray], lengths: np.ndarray, count: int 
     return {n: np.ascontiguousarray(v[pick]) for n, v in feats.items()}
 
 
-def time_plans(executors: Dict[str, PlanExecutor], feats: dict, *, rounds: int = TIMING_ROUNDS,
+def time_plans(plans: Sequence[Plan], feats: dict, *, rounds: int = TIMING_ROUNDS, sweeps: int = TIMING_SWEEPS,
+               keep_within: float = SWEEP_KEEP_WITHIN,
                log: Callable[[str], None] = lambda s: None) -> Dict[str, List[float]]:
-    """samples/s per plan: one warm-up pass each (compiles every shape it needs), then `rounds` interleaved
-    passes (A B C, A B C, ...), so load from other processes hits every candidate alike."""
+    """samples/s per plan (label -> every timed pass). One candidate is open at a time, so the planner's peak
+    memory is one plan's, not the sum of all (7 int8 candidates held open together took 3.8 GB on the shared
+    checkpoint): each sweep opens a candidate, runs one warm-up pass (compiles every shape it needs), times
+    `rounds` passes and closes it. Sweeps alternate their order (A B C, then C B A) so a drift in the machine's
+    load hits every candidate alike; after the first, candidates slower than `keep_within` of the fastest are
+    not measured again (they cannot be chosen)."""
+    from tinybert_infer.machine import rss_mb
+
     count = len(feats[IDS_NAME])
-    for executor in executors.values():
-        executor.score(feats)
-    rates: Dict[str, List[float]] = {k: [] for k in executors}
-    for _ in range(rounds):
-        for key, executor in executors.items():
-            start = time.perf_counter()
-            executor.score(feats)
-            rates[key].append(count / (time.perf_counter() - start))
+    rates: Dict[str, List[float]] = {p.label(): [] for p in plans}
+    alive = list(plans)
+    for sweep in range(sweeps):
+        for plan in (alive if sweep % 2 == 0 else alive[::-1]):
+            with open_plan(plan) as executor:
+                executor.score(feats)
+                footprint = rss_mb()
+                for _ in range(rounds):
+                    start = time.perf_counter()
+                    executor.score(feats)
+                    rates[plan.label()].append(count / (time.perf_counter() - start))
+                compile_s = executor.backend.describe().get("compile_seconds")
+            if sweep == 0:
+                log(f"[plan] {plan.label()}: {statistics.median(rates[plan.label()]):.1f} samples/s"
+                    + (f", compiled in {compile_s:.1f} s" if isinstance(compile_s, (int, float)) else "")
+                    + (f", RSS {footprint:.0f} MB while open" if footprint else ""))
+        if sweep == 0:
+            best = max(statistics.median(rates[p.label()]) for p in alive)
+            alive = [p for p in alive if statistics.median(rates[p.label()]) >= keep_within * best]
     for key, values in rates.items():
         log(f"[plan] {key}: median {statistics.median(values):.1f} samples/s ({', '.join(f'{v:.0f}' for v in values)})")
     return rates
@@ -431,18 +462,11 @@ def make_plan(*, dynamic_model, precision: str = "fp32", batch_size: int = 32, t
                              f"{gate.source}: use --precision fp32")
     feats = as_features(data) if data is not None else _synthetic_data()
     feats = timing_subset(feats, _lengths(feats))
-    executors = {}
-    try:
-        for plan in plans:
-            executors[plan.label()] = open_plan(plan)
-        rates = time_plans(executors, feats, rounds=rounds, log=log)
-    finally:
-        for executor in executors.values():
-            executor.close()
+    rates = time_plans(plans, feats, rounds=rounds, log=log)
     medians = {k: statistics.median(v) for k, v in rates.items()}
     chosen = pick(plans, medians, margin)
     entry = {"plan": chosen.to_dict(), "samples_per_s": {k: round(v, 1) for k, v in medians.items()},
-             "rounds": rounds, "margin": margin, "timing_samples": len(feats[IDS_NAME]),
+             "rounds": rounds, "sweeps": TIMING_SWEEPS, "margin": margin, "timing_samples": len(feats[IDS_NAME]),
              "preferred": plans[0].label(), "accuracy_gate": gate_info}
     if use_cache:
         cache[key] = entry
