@@ -151,6 +151,10 @@ def test_the_preferred_plan_stays_unless_another_is_faster_by_the_margin():
     b = Plan("onnxruntime-fused", "m.onnx", "length", 8, "dynamic")
     assert pick([a, b], {a.label(): 100.0, b.label(): 108.0}, margin=0.1) == a  # noise-sized gain: keep a
     assert pick([a, b], {a.label(): 100.0, b.label(): 125.0}, margin=0.1) == b
+    # for a job of N sentences, setup + N / rate decides
+    setup = {a.label(): 4.0, b.label(): 0.5}
+    assert pick([a, b], {a.label(): 125.0, b.label(): 100.0}, 0.1, setup, job_size=872) == b   # 11.0 s vs 9.2 s
+    assert pick([a, b], {a.label(): 125.0, b.label(): 100.0}, 0.1, setup, job_size=100_000) == a
 
 
 def test_planner_measures_on_the_data_caches_its_choice_and_measures_again_for_a_new_model(models, tmp_path,
@@ -167,7 +171,8 @@ def test_planner_measures_on_the_data_caches_its_choice_and_measures_again_for_a
     def fake_time_plans(candidates, feats, **kw):
         seen.append(len(feats["input_ids"]))
         real_time_plans(candidates, feats, rounds=1, sweeps=1)  # really runs each candidate once
-        return {plans[0].label(): [100.0, 90.0, 110.0], plans[1].label(): [200.0, 150.0, 250.0]}
+        return ({plans[0].label(): [100.0, 90.0, 110.0], plans[1].label(): [200.0, 150.0, 250.0]},
+                {plans[0].label(): 0.1, plans[1].label(): 5.0})
 
     monkeypatch.setattr(plan_module, "time_plans", fake_time_plans)
     logs = []
@@ -179,6 +184,13 @@ def test_planner_measures_on_the_data_caches_its_choice_and_measures_again_for_a
     assert [e["plan"]["label"] for e in cache.values()] == [plans[1].label()]
     again = make_plan(dynamic_model=dyn, batch_size=4, threads=1, candidates=plans, data=models["feats"])
     assert again.plan == plans[1] and again.selection["cached"] is True and seen == [13]  # not measured again
+    # A short job: plans[1]'s 5 s of setup outweigh its 2x steady rate (100 sentences: 5.5 s against 1.1 s), a long
+    # one pays it back; both answered from the same cached measurements.
+    short = make_plan(dynamic_model=dyn, batch_size=4, threads=1, candidates=plans, data=models["feats"], job_size=100)
+    long = make_plan(dynamic_model=dyn, batch_size=4, threads=1, candidates=plans, data=models["feats"],
+                     job_size=100_000)
+    assert (short.plan, long.plan) == (plans[0], plans[1]) and seen == [13]
+    assert short.selection["plan"]["label"] == plans[0].label() and short.selection["job_size"] == 100
     # A changed model (new sha256): the cached choice no longer applies.
     import onnx
 
@@ -198,7 +210,7 @@ def test_a_changed_candidate_set_is_measured_again_not_answered_from_the_cache(m
 
     def fake_time_plans(candidates, feats, **kw):
         measured.append(sorted(p.label() for p in candidates))
-        return {p.label(): [100.0 + 10 * i] * 3 for i, p in enumerate(candidates)}
+        return {p.label(): [100.0 + 10 * i] * 3 for i, p in enumerate(candidates)}, {}
 
     monkeypatch.setattr(plan_module, "time_plans", fake_time_plans)
     ort = Plan("onnxruntime", str(dyn), "length", 4, "dynamic", threads=1)

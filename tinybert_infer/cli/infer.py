@@ -206,7 +206,7 @@ def _length_executor(args, onnx_path, model_dir, buckets, samples):
         choice = make_plan(dynamic_model=onnx_path, precision=args.precision, batch_size=args.batchsize,
                            threads=args.threads, data=samples.feats, checkpoint_dir=model_dir,
                            static_model=static if static.is_file() and samples.width == SEQ_LEN else None,
-                           calibration_tsv=_calibration_tsv(), gate=gate)
+                           calibration_tsv=_calibration_tsv(), gate=gate, job_size=samples.count)
         return PlanExecutor(choice.plan), {"plan_selection": choice.selection}
     backend = make_backend(args.backend, onnx_path=onnx_path, checkpoint_dir=model_dir,
                            batch_size=None if args.dynamic_length else args.batchsize, threads=args.threads,

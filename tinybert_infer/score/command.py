@@ -9,7 +9,8 @@ from pathlib import Path
 
 from tinybert_infer.layout import DEFAULT_RESULT_DIR, SEQ_LEN, default_model_dir
 from tinybert_infer.progress import progress
-from tinybert_infer.score.corpus import DEFAULT_CHUNK_ROWS, corpus_is_labelled, first_texts, label_set, resolve_shards
+from tinybert_infer.score.corpus import (DEFAULT_CHUNK_ROWS, corpus_is_labelled, estimated_rows, first_texts, label_set,
+                                         resolve_shards)
 from tinybert_infer.score.output import FORMATS, ScoreFolder
 from tinybert_infer.score.scorer import DEFAULT_BATCH, SCORE_BACKENDS, SCORE_PRECISIONS, make_score_plan, make_scorer
 
@@ -109,9 +110,12 @@ def score_corpus(spec, *, engine: str = "local", fmt: str = "tsv", backend=None,
 
 def _score(shards, spec, runner, *, engine, fmt, backend, precision, data_dir, model, model_dir, batch_size,
            threads, max_seq_length, chunk_rows, output_root, output_dirname, show_progress):
+    timing_texts = first_texts(shards[0], TIMING_ROWS) if precision else []
+    # One local scorer pays its plan's setup once for the whole corpus; Ray's actors each pay it on their share.
+    job_size = estimated_rows(shards, timing_texts, TIMING_ROWS) if precision and engine == "local" else None
     plan = make_score_plan(backend=backend, precision=precision, model=model, model_dir=model_dir,
                            data_dir=data_dir, batch_size=batch_size, threads=threads, max_seq_length=max_seq_length,
-                           chunk_rows=chunk_rows, timing_texts=first_texts(shards[0], TIMING_ROWS) if precision else ())
+                           chunk_rows=chunk_rows, timing_texts=timing_texts, job_size=job_size)
     scorer = make_scorer(plan)  # on the driver too: a bad model fails here, as one line, before any work
     num_labels = scorer.num_labels()
     labels = label_set(num_labels)

@@ -97,6 +97,16 @@ def iter_chunks(shard: Shard, shard_id: int, labels: Sequence[str], chunk_rows: 
         start += len(chunk)
 
 
+def estimated_rows(shards: Sequence[Shard], first: Sequence[str], asked: int) -> int:
+    """The corpus's rows: exact when the first shard's `first` texts (up to `asked`) were all of a one-shard
+    corpus, else its bytes over the mean bytes of those rows (text, a tab, a label or index, a newline). For the
+    planner's cost of setup against the job, which needs a size, not a count."""
+    if len(shards) == 1 and len(first) < asked:
+        return len(first)
+    row_bytes = (sum(len(t.encode()) for t in first) / max(1, len(first))) + 4
+    return max(len(first), int(sum(s.size() for s in shards) / row_bytes))
+
+
 def first_texts(shard: Shard, count: int) -> list:
     """The shard's first `count` sentences (labels unread): what the planner times plans on."""
     return [ex.text for ex in islice(TsvReader(shard.path, label_set=None), count)]

@@ -33,7 +33,7 @@ SCORE_PRECISIONS = (*PRECISIONS, "auto")
 def make_score_plan(*, backend: Optional[str] = None, precision: Optional[str] = None, model: Optional[Path] = None,
                     model_dir: Path, data_dir: Optional[Path] = None, batch_size: int = DEFAULT_BATCH,
                     threads: Optional[int] = None, max_seq_length: int = SEQ_LEN, chunk_rows: int,
-                    timing_texts: Sequence[str] = ()) -> dict:
+                    timing_texts: Sequence[str] = (), job_size: Optional[int] = None) -> dict:
     """Everything a worker needs to build the same scorer; absolute paths (workers may run elsewhere)."""
     if backend is not None and precision is not None:
         raise UsageError("give --backend (one exact fp32 runtime) or --precision (the planner's choice), not both")
@@ -63,14 +63,15 @@ def make_score_plan(*, backend: Optional[str] = None, precision: Optional[str] =
     if precision is not None:
         choice = choose_run_plan(precision, onnx, model_dir=model_dir, data_dir=data_dir, vocab=vocab,
                                  batch_size=batch_size, threads=threads, max_seq_length=max_seq_length,
-                                 timing_texts=timing_texts)
+                                 timing_texts=timing_texts, job_size=job_size)
         plan.update(run_plan=choice.plan.to_dict(), plan_selection=choice.selection,
                     precision=choice.plan.precision)
     return plan
 
 
 def choose_run_plan(precision: str, onnx: Path, *, model_dir: Path, data_dir: Optional[Path], vocab: Path,
-                    batch_size: int, threads: int, max_seq_length: int, timing_texts: Sequence[str]):
+                    batch_size: int, threads: int, max_seq_length: int, timing_texts: Sequence[str],
+                    job_size: Optional[int] = None):
     """The planner's choice for this corpus: timed on its first sentences (real lengths), low precision kept
     only within the gate on the labelled dev set; int8 calibrated on test.tsv, never on the scored data."""
     from tinybert_infer.layout import default_data_dir
@@ -89,7 +90,7 @@ def choose_run_plan(precision: str, onnx: Path, *, model_dir: Path, data_dir: Op
     candidates = candidates_for(precision, dynamic_model=onnx, batch_size=batch_size, threads=threads)
     return make_plan(dynamic_model=onnx, precision=precision, batch_size=batch_size, threads=threads, data=data,
                      checkpoint_dir=model_dir, calibration_tsv=data_dir / "test.tsv", candidates=candidates,
-                     gate=gate)
+                     gate=gate, job_size=job_size)
 
 
 def check_graph_tokenizer(onnx: Path, vocab: Path) -> None:
