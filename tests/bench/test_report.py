@@ -47,7 +47,8 @@ def test_sections_render_their_rows_and_skips():
     assert "| openvino | 8 | 10.0 | 25.0 | 2.50x | 512 / 100 / 90 | 5.12x | 1 / 2 | yes | 1.00e-06 | 0.9000 / 0.9000 |" in text
     assert text.endswith("Target: T: worst ratio 2.50x; met in this run.")
     job = {"rows": [{"model": "checkpoint", "precision": "bf16", "kind": "recommended", "plan": "p",
-                     "samples_per_s": 500.0, "samples_per_s_first_run": 120.0, "real_job_limit": None, "fraction_of_real_job_limit": None,
+                     "samples_per_s": 500.0, "samples_per_s_first_run": 120.0,
+                     "real_job_limit": None, "fraction_of_real_job_limit": None,
                      "accuracy": None, "labels_differ_from_pytorch": 3, "compile_s": None}],
            "batch": 32, "repeats": 1, "tsv": "dev.tsv", "gemm_gflops": {"fp32": 90.0}, "targets": []}
     text = "\n".join(real_job_section_lines(job))

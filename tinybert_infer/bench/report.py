@@ -186,8 +186,8 @@ def real_job_section_lines(section: Optional[dict]) -> list:
         return lines or []
     g, bs = section["gemm_gflops"], REAL_JOB.quoted_bs
     lines += [f"bert_bin in, result folder out, {section['tsv']}, BS {section['batch']}, best of {section['repeats']} "
-              "interleaved runs on an open plan (\"first run\": the first of them, its compiles included, as one "
-              "cold command pays them). Real-job limit = GEMM rate of the precision (this run: "
+              "warm interleaved runs on an open plan (\"first run\": the cold run before them, its compiles "
+              "included, as one command pays them). Real-job limit = GEMM rate of the precision (this run: "
               + ", ".join(f"{p} {g.get(p) or 'n/a'}" for p in PRECISIONS) + " GFLOP/s) / FLOPs of the real tokens "
               f"([CLS]-only last layer). Published {' / '.join(PUBLISHED_CARDS)} (TinyBERT-4L-312D, BS {bs}): "
               + " / ".join(f"{PUBLISHED['fps'][card][bs]:.2f}" for card in PUBLISHED_CARDS)

@@ -194,9 +194,10 @@ class PlanExecutor(ClosesOnExit):
     def close(self) -> None:
         from tinybert_infer.machine import return_free_memory
 
-        self.backend.close()
-        self.backend = None
-        return_free_memory()
+        if self.backend is not None:  # closing twice is harmless
+            self.backend.close()
+            self.backend = None  # the runtime's sessions and compiled shapes go with the last reference
+            return_free_memory()
 
 
 def open_plan(plan: Plan) -> PlanExecutor:
