@@ -201,6 +201,45 @@ def test_planner_measures_on_the_data_caches_its_choice_and_measures_again_for_a
     assert third.selection["cached"] is False and seen == [13, 13]
 
 
+def test_candidates_are_timed_one_open_at_a_time_in_alternating_sweeps_and_slow_ones_drop_out(monkeypatch):
+    """Peak memory is one plan's: never two executors open at once. Sweep 2 runs in reverse order and skips what
+    the first sweep found below keep_within of the fastest; setup = open + first pass - a warm pass."""
+    import tinybert_infer.plan.planner as plan_module
+
+    speed = {"onnxruntime": 100.0, "onnxruntime-fused": 200.0, "onnxruntime-int8-dynamic": 40.0}  # samples/s
+    a, b, c = speed
+    events, open_now = [], []
+
+    class Fake:
+        def __init__(self, plan):
+            self.key = plan.variant
+            open_now.append(self.key)
+            assert len(open_now) == 1, f"{open_now} open together"
+            self.warm = False
+
+        def score(self, feats):
+            import time
+
+            events.append(self.key)
+            time.sleep(len(feats["input_ids"]) / speed[self.key] + (0.0 if self.warm else 0.05))  # 50 ms setup
+            self.warm = True
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            open_now.remove(self.key)
+
+    monkeypatch.setattr(plan_module, "open_plan", Fake)
+    plans = [Plan(k, "m.onnx", "length", 4, "dynamic") for k in speed]
+    rates, setup = plan_module.time_plans(plans, {"input_ids": np.zeros((4, 8))}, rounds=2, keep_within=0.5)
+    # sweep 1: a b c (a warm-up and 2 timed passes each); sweep 2, reversed, without c (40 < 0.5 x 200)
+    assert events == [a] * 3 + [b] * 3 + [c] * 3 + [b] * 3 + [a] * 3
+    assert [len(rates[p.label()]) for p in plans] == [4, 4, 2]
+    assert rates[plans[1].label()][0] == pytest.approx(200.0, rel=0.3)
+    assert all(0.03 < setup[p.label()] < 0.2 for p in plans)
+
+
 def test_a_changed_candidate_set_is_measured_again_not_answered_from_the_cache(models, tmp_path, monkeypatch):
     import tinybert_infer.plan.planner as plan_module
 
@@ -314,6 +353,7 @@ def test_plan_stability_counts_each_fresh_choice(models):
 
     result = plan_stability(models["dynamic"], models["feats"], precision="fp32", batch=4, threads=1, runs=2)
     assert sum(result["picks"].values()) == 2 and len(result["samples_per_s_per_run"]) == 2
+    assert sum(result["picks_for_the_job"].values()) == 2 and result["job_size"] == len(models["feats"]["input_ids"])
 
 
 def test_the_accuracy_gate_leaves_out_low_precision_plans_that_lose_accuracy(models, monkeypatch):

@@ -158,6 +158,8 @@ def cmd_real_job(args) -> int:
                                          log=log_stderr)
         for r in results:
             print(f"{r['precision']}: " + ", ".join(f"{label}: {n}/{r['runs']}" for label, n in r["picks"].items()))
+            print(f"{r['precision']}, for a job of {r['job_size']} sentences (setup counted): "
+                  + ", ".join(f"{label}: {n}/{r['runs']}" for label, n in r["picks_for_the_job"].items()))
         if args.json:
             _write_json(args.json, results)
         return 0

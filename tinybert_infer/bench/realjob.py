@@ -183,15 +183,20 @@ def plan_stability(dynamic_model: Path, feats: dict, *, precision: str, batch: i
 
     from tinybert_infer.plan.planner import make_plan
 
-    picks, rates = Counter(), []
+    picks, job_picks, rates, setups = Counter(), Counter(), [], []
+    count = len(next(iter(feats.values())))
     for run in range(runs):
         choice = make_plan(dynamic_model=dynamic_model, precision=precision, batch_size=batch, threads=threads,
                            data=feats, static_model=static_model, checkpoint_dir=checkpoint_dir,
-                           calibration_tsv=calibration_tsv, use_cache=False, log=lambda s: None)
-        picks[choice.plan.label()] += 1
+                           calibration_tsv=calibration_tsv, use_cache=False, job_size=count, log=lambda s: None)
+        picks[choice.selection["plan_for_long_runs"]] += 1  # on samples/s alone
+        job_picks[choice.plan.label()] += 1                 # for this job of `count` sentences, setup counted
         rates.append(choice.selection["samples_per_s"])
-        log(f"[stability] run {run + 1}/{runs}: {choice.plan.label()}")
-    return {"precision": precision, "runs": runs, "picks": dict(picks), "samples_per_s_per_run": rates}
+        setups.append(choice.selection["setup_s"])
+        log(f"[stability] run {run + 1}/{runs}: {choice.selection['plan_for_long_runs']}; for {count} sentences "
+            f"{choice.plan.label()}")
+    return {"precision": precision, "runs": runs, "picks": dict(picks), "job_size": count,
+            "picks_for_the_job": dict(job_picks), "samples_per_s_per_run": rates, "setup_s_per_run": setups}
 
 
 def stability_runs(model_dir: Path, dev: Path, work: Path, *, precisions: Sequence[str], batch: int, threads: int,

@@ -486,7 +486,8 @@ def make_plan(*, dynamic_model, precision: str = "fp32", batch_size: int = 32, t
     rates, setup = time_plans(plans, feats, rounds=rounds, log=log)
     medians = {k: statistics.median(v) for k, v in rates.items()}
     steady = pick(plans, medians, margin)
-    entry = {"plan": steady.to_dict(), "samples_per_s": {k: round(v, 1) for k, v in medians.items()},
+    entry = {"plan": steady.to_dict(), "plan_for_long_runs": steady.label(),
+             "samples_per_s": {k: round(v, 1) for k, v in medians.items()},
              "setup_s": {k: round(v, 2) for k, v in setup.items()}, "rounds": rounds, "sweeps": TIMING_SWEEPS,
              "margin": margin, "timing_samples": len(feats[IDS_NAME]),
              "preferred": plans[0].label(), "accuracy_gate": gate_info}
