@@ -232,8 +232,8 @@ def test_candidates_are_timed_one_open_at_a_time_in_alternating_sweeps_and_slow_
 
     monkeypatch.setattr(plan_module, "open_plan", Fake)
     plans = [Plan(k, "m.onnx", "length", 4, "dynamic") for k in speed]
-    rates, setup = plan_module.time_plans(plans, {"input_ids": np.zeros((4, 8))}, rounds=2, keep_within=0.5)
-    # sweep 1: a b c (a warm-up and 2 timed passes each); sweep 2, reversed, without c (40 < 0.5 x 200)
+    rates, setup = plan_module.time_plans(plans, {"input_ids": np.zeros((4, 8))}, rounds=2, keep_within=0.3)
+    # sweep 1: a b c (a warm-up and 2 timed passes each); sweep 2, reversed, without c (40 < 0.3 x 200)
     assert events == [a] * 3 + [b] * 3 + [c] * 3 + [b] * 3 + [a] * 3
     assert [len(rates[p.label()]) for p in plans] == [4, 4, 2]
     assert rates[plans[1].label()][0] == pytest.approx(200.0, rel=0.3)
