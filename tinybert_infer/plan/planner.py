@@ -470,9 +470,9 @@ def make_plan(*, dynamic_model, precision: str = "fp32", batch_size: int = 32, t
     entry = cache.get(key)
     labels = {p.label(): p for p in plans}
     if isinstance(entry, dict) and entry.get("plan", {}).get("label") in labels:
-        timed = [p for p in plans if p.label() in entry.get("samples_per_s", {})] or [labels[entry["plan"]["label"]]]
-        chosen = pick(timed, entry.get("samples_per_s", {}), entry.get("margin", margin), entry.get("setup_s"),
-                      job_size) if job_size and entry.get("setup_s") else labels[entry["plan"]["label"]]
+        timed = [p for p in plans if p.label() in entry.get("samples_per_s", {})]
+        chosen = (pick(timed, entry["samples_per_s"], entry.get("margin", margin), entry["setup_s"], job_size)
+                  if job_size and entry.get("setup_s") and timed else labels[entry["plan"]["label"]])
         return Choice(chosen, dict(entry, plan=chosen.to_dict(), job_size=job_size, cached=True,
                                    cache_file=str(cache_file)))
     gate_info = None
@@ -497,7 +497,7 @@ def make_plan(*, dynamic_model, precision: str = "fp32", batch_size: int = 32, t
             write_json_atomic(cache_file, cache)
         except OSError:
             pass  # a read-only model folder: measured again next time
-    chosen = pick(plans, medians, margin, setup, job_size) if job_size else steady
+    chosen = pick(plans, medians, margin, setup, job_size)  # without a job size: the steady choice
     log(f"[plan] chose {chosen.label()} for {precision}"
         + (f" and {job_size} sentences (setup counted; {steady.label()} for a long run)" if chosen != steady else "")
         + f" (cached in {cache_file})")
