@@ -51,6 +51,22 @@ def dynamic_sim_onnx_name() -> str:
     return "TinyBERT_sim_dyn.onnx"
 
 
+def packed_onnx_name() -> str:
+    """Packed rows: several sentences per row of SEQ_LEN tokens, attention kept within each sentence (run/packing.py)."""
+    return "TinyBERT_packed.onnx"
+
+
+def packed_sim_onnx_name() -> str:
+    return "TinyBERT_sim_packed.onnx"
+
+
+# The packed graph's inputs by role. Rows are [batch, width]; cls_index is [batch, PACKED_SLOTS]: where each
+# sentence of a row starts. Its output is [batch, PACKED_SLOTS, labels], one row per slot (empty slots too).
+POSITIONS_NAME, SENTENCES_NAME, CLS_INDEX_NAME = "position_ids", "sentence_ids", "cls_index"
+PACKED_INPUT_NAMES = (IDS_NAME, SEGMENTS_NAME, POSITIONS_NAME, SENTENCES_NAME, CLS_INDEX_NAME)
+PACKED_SLOTS = 8  # sentences per row at most: SST-2 rows of 64 hold 2-3 on average; few need more than 8
+
+
 def optimized_name(source_onnx: str, variant: str) -> str:
     """CPU-only artefact built from a simplified ONNX: TinyBERT_sim_bs8.onnx -> TinyBERT_sim_bs8.onnxruntime-fused.onnx
     (OpenVINO IR variants: .xml with a .bin beside it). The source stays what atc/trtexec consume."""
@@ -84,7 +100,8 @@ def natural_key(name: str):
     return [int(part) if part.isdigit() else part for part in _DIGITS.split(name)]
 
 
-DYNAMIC_EXPORT_HINT = f"run python -m tinybert_infer export --dynamic, which writes {dynamic_sim_onnx_name()}"
+DYNAMIC_EXPORT_HINT = (f"run python -m tinybert_infer export --dynamic, which writes {dynamic_sim_onnx_name()} "
+                       f"and {packed_sim_onnx_name()}")
 
 
 def export_hint(path: Path) -> str:
@@ -92,7 +109,7 @@ def export_hint(path: Path) -> str:
     static = re.fullmatch(r"TinyBERT_(?:sim_)?bs(\d+)\.onnx", path.name)
     if static:
         return f"run bash test/pth2onnx.sh {static[1]} first"
-    if path.name in (dynamic_onnx_name(), dynamic_sim_onnx_name()):
+    if path.name in (dynamic_onnx_name(), dynamic_sim_onnx_name(), packed_onnx_name(), packed_sim_onnx_name()):
         return DYNAMIC_EXPORT_HINT
     return "export it first: bash test/pth2onnx.sh BS, or python -m tinybert_infer export --dynamic"
 

@@ -41,6 +41,12 @@ def _fused(models):
     return str(artefact_path(models["dynamic"], "onnxruntime-fused"))
 
 
+def _packed(models):
+    from tinybert_infer.plan.planner import packed_model_beside
+
+    return packed_model_beside(models["dynamic"])
+
+
 # ---------------------------------------------------------------- every shape policy: the static path's labels
 @pytest.mark.parametrize("make", [
     lambda m: Plan("onnxruntime", str(m["dynamic"]), "length", 4, "dynamic", threads=1),
@@ -50,8 +56,11 @@ def _fused(models):
     lambda m: Plan("openvino-fp32", str(m["dynamic"]), "length", 4, "per_length", DEFAULT_BUCKETS, threads=2),
     lambda m: Plan("openvino-fp32", str(m["dynamic"]), "length", 5, "per_length", (8, 16), streams=2, threads=2),
     lambda m: Plan("openvino-fp32", str(m["static"]), "static", 4, "fixed", threads=2),
+    lambda m: Plan("onnxruntime", str(_packed(m)), "packed", 2, "fixed", threads=1),
+    lambda m: Plan("openvino-fp32", str(_packed(m)), "packed", 1, "fixed", threads=2),
+    lambda m: Plan("openvino-fp32", str(_packed(m)), "packed", 3, "fixed", streams=2, threads=2),
 ], ids=["onnxruntime-longest", "onnxruntime-pad8", "onnxruntime-fused", "ov-dynamic-2streams", "ov-per-length",
-        "ov-per-length-2streams", "ov-static"])
+        "ov-per-length-2streams", "ov-static", "onnxruntime-packed", "ov-packed", "ov-packed-2streams"])
 def test_every_fp32_shape_policy_gives_the_static_paths_labels_and_logits(models, make):
     plan = make(models)
     expected = _static_logits(models)
@@ -96,17 +105,21 @@ def test_streams_and_per_length_shapes_compose_with_low_precision(models, tiny_c
     path = str(artefact_path(models["dynamic"], name))
     plans = [Plan(name, path, "length", 4, "per_length", DEFAULT_BUCKETS, streams=s, threads=2) for s in (1, 2)]
     plans.append(Plan(name, path, "length", 4, "dynamic", streams=2, threads=2))
+    packed = str(artefact_path(_packed(models), name))
+    plans += [Plan(name, packed, "packed", 2, "fixed", streams=s, threads=2) for s in (1, 2)]
     build_candidate_artefacts(plans, models["dynamic"], batch_size=4, threads=2, checkpoint_dir=tiny_checkpoint,
                               calibration_tsv=models["tsv"])
     results = []
     for plan in plans:
         with open_plan(plan) as executor:
             results.append(executor.score(models["feats"]))
-    one_stream, two_streams, dynamic = results
+    one_stream, two_streams, dynamic, packed_one, packed_two = results
     np.testing.assert_array_equal(one_stream, two_streams)  # same compiled shapes: streams change no number
+    np.testing.assert_array_equal(packed_one, packed_two)
     assert np.all(np.isfinite(dynamic)) and dynamic.shape == one_stream.shape
-    # low precision stays close to exact fp32 on the same sentences
+    # low precision stays close to exact fp32 on the same sentences, packed or not
     assert np.max(np.abs(one_stream - _static_logits(models))) < 0.5
+    assert np.max(np.abs(packed_one - _static_logits(models))) < 0.5
 
 
 def test_the_per_length_model_cache_keeps_precisions_apart(models, tmp_path):

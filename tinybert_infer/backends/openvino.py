@@ -153,6 +153,8 @@ class OpenVinoStaticShapes(Backend):
         self.static_batch = int(batch_size)
         self.batch_size = None  # callers may feed fewer rows: filled up here
         self.seq_len = None
+        # A fixed row width in the graph (the packed model's): what packed batching fills each row up to.
+        self.row_width = _static_dim(self.model.inputs[0].get_partial_shape()[1])
         self.precision, self.threads, self.streams = precision, threads, int(streams)
         self.cache_dir = cache_dir
         self._compiled: dict = {}   # length -> (compiled model, its infer requests)
@@ -160,30 +162,32 @@ class OpenVinoStaticShapes(Backend):
         self._version = ov.__version__
         self.effective_precision = None
 
-    def _requests_for(self, length: int):
+    def _requests_for(self, widths: tuple):
+        """widths: each input's length, in input_names order (all equal but for the packed graph's cls_index)."""
         import time
 
-        entry = self._compiled.get(length)
+        entry = self._compiled.get(widths)
         if entry is None:
             model = self.model.clone()
-            model.reshape({name: [self.static_batch, length] for name in self.input_names})
+            model.reshape({name: [self.static_batch, width] for name, width in zip(self.input_names, widths)})
             start = time.perf_counter()
             try:
                 compiled = self.core.compile_model(model, "CPU", self.config)
             except RuntimeError as exc:
-                raise ExportError(f"{self.model_path}: OpenVINO cannot compile it at [{self.static_batch}, {length}] "
+                raise ExportError(f"{self.model_path}: OpenVINO cannot compile it at [{self.static_batch}, {widths[0]}] "
                                   f"({str(exc).splitlines()[0][:160]})") from None
             self.compile_seconds += time.perf_counter() - start
             if self.effective_precision is None:
                 hint = compiled.get_property("INFERENCE_PRECISION_HINT")
                 self.effective_precision = hint.to_string() if hasattr(hint, "to_string") else str(hint)
             entry = (compiled, deque(compiled.create_infer_request() for _ in range(self.streams)))
-            self._compiled[length] = entry
+            self._compiled[widths] = entry
         return entry[1]
 
     def _split(self, feeds):
-        """(length, chunks of at most static_batch rows, each filled up to it, with its real row count)."""
-        rows, length = next(iter(feeds.values())).shape  # every input is [rows, length]
+        """(widths, chunks of at most static_batch rows, each filled up to it, with its real row count)."""
+        rows = len(feeds[self.input_names[0]])  # every input is [rows, its width]
+        widths = tuple(int(feeds[name].shape[1]) for name in self.input_names)
         for start in range(0, rows, self.static_batch):
             real = min(self.static_batch, rows - start)
             chunk = {}
@@ -192,12 +196,12 @@ class OpenVinoStaticShapes(Backend):
                 if real < self.static_batch:
                     part = np.concatenate([part, np.repeat(part[:1], self.static_batch - real, axis=0)])
                 chunk[name] = np.ascontiguousarray(part)
-            yield length, chunk, real
+            yield widths, chunk, real
 
     def run(self, feeds):
         outs = []
-        for length, chunk, real in self._split(feeds):
-            request = self._requests_for(length)[0]
+        for widths, chunk, real in self._split(feeds):
+            request = self._requests_for(widths)[0]
             request.infer(chunk)
             outs.append(request.get_output_tensor(0).data[:real].copy())
         return np.concatenate(outs)
@@ -228,8 +232,8 @@ class OpenVinoStaticShapes(Backend):
                 if clock[0] is None:
                     clock[0] = time.perf_counter()
                 chunks = list(self._split(feeds))
-                for k, (length, chunk, real) in enumerate(chunks):
-                    pool = self._requests_for(length)
+                for k, (widths, chunk, real) in enumerate(chunks):
+                    pool = self._requests_for(widths)
                     while len(in_flight) >= self.streams or not pool:
                         finish()
                     request = pool.popleft()
@@ -250,5 +254,5 @@ class OpenVinoStaticShapes(Backend):
         info.update(artefact=str(self.model_path), openvino=self._version, precision=self.precision,
                     inference_precision_hint=self.effective_precision, threads=self.threads, streams=self.streams,
                     shape_policy="static shape per length", static_batch=self.static_batch,
-                    compiled_lengths=sorted(self._compiled), compile_seconds=round(self.compile_seconds, 3))
+                    compiled_lengths=sorted({w[0] for w in self._compiled}), compile_seconds=round(self.compile_seconds, 3))
         return info

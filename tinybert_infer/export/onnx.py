@@ -40,6 +40,9 @@ class ExportReport:
     head: str = ""
     # every independent forward the graphs were also checked against: name -> (plain, simplified) max diff
     reference_diffs: dict = field(default_factory=dict)
+    # export --dynamic also writes the packed graphs: (plain, simplified), and name -> (plain, simplified) max diff
+    packed_paths: tuple = ()
+    packed_diffs: dict = field(default_factory=dict)
 
 
 def export_onnx(model, path: Path, batch_size: Optional[int], *, seq_len: int = SEQ_LEN,
@@ -307,7 +310,8 @@ def export_dynamic_checkpoint(checkpoint_dir, out_dir=".", *, opset: int = DEFAU
                               tolerance: Optional[float] = None, cls_only_last_layer: bool = True,
                               head: Optional[str] = None) -> ExportReport:
     """TinyBERT_dyn.onnx and TinyBERT_sim_dyn.onnx (dynamic batch and sequence), validated at several
-    lengths and batch sizes before either lands. The static export stays what atc and trtexec get."""
+    lengths and batch sizes before either lands; then the packed pair (export/packed.py), validated on the same
+    sentences. The static export stays what atc and trtexec get."""
     from tinybert_infer.layout import dynamic_onnx_name, dynamic_sim_onnx_name
 
     checkpoint, model = load_model(checkpoint_dir, cls_only_last_layer=cls_only_last_layer, head=head)
@@ -333,6 +337,11 @@ def export_dynamic_checkpoint(checkpoint_dir, out_dir=".", *, opset: int = DEFAU
     checked = sorted({min(n, seq_len) for n in DYNAMIC_CHECK_LENGTHS})
     source += f", cropped to lengths {', '.join(map(str, checked))} at batch sizes " \
               f"{', '.join(map(str, DYNAMIC_CHECK_BATCHES))}"
+    from tinybert_infer.export.packed import export_packed_checkpoint
+
+    packed_plain, packed_sim, packed_diffs = export_packed_checkpoint(
+        checkpoint, model, references, feats, out_dir, opset=opset, width=seq_len, tolerance=tolerance)
     own = worst.pop(PYTORCH)
     return ExportReport(final_plain, final_sim, own[final_plain], own[final_sim], len(feats[IDS_NAME]), source,
-                        checkpoint.spec.describe(), {n: (d[final_plain], d[final_sim]) for n, d in worst.items()})
+                        checkpoint.spec.describe(), {n: (d[final_plain], d[final_sim]) for n, d in worst.items()},
+                        (packed_plain, packed_sim), packed_diffs)

@@ -135,7 +135,11 @@ class Pooler(nn.Module):
         self.dense = nn.Linear(cfg.hidden_size, cfg.hidden_size)
 
     def forward(self, hidden):
-        return torch.tanh(self.dense(hidden[:, 0]))
+        return self.pool(hidden[:, 0])
+
+    def pool(self, cls_hidden):
+        """[..., hidden] [CLS] rows -> pooled output (the packed graph's rows are [rows, slots, hidden])."""
+        return torch.tanh(self.dense(cls_hidden))
 
 
 class BertModel(nn.Module):
@@ -164,5 +168,43 @@ class TinyBertForSequenceClassification(nn.Module):
         self.classifier = nn.Linear(cfg.hidden_size, cfg.num_labels)
 
     def forward(self, input_ids, segment_ids, input_mask):
-        pooled = self.bert(input_ids, segment_ids, input_mask)
+        return self.classify(self.bert(input_ids, segment_ids, input_mask))
+
+    def classify(self, pooled):
         return self.classifier(torch.relu(pooled) if self.config.relu_head else pooled)
+
+
+def _block_mask(query_sentences: torch.Tensor, key_sentences: torch.Tensor) -> torch.Tensor:
+    """Additive mask [rows, 1, queries, keys]: 0 where query and key belong to the same sentence, -10000 elsewhere
+    (the classic BERT value: exp(-10000) is 0 in float32, as for padding in the unpacked graph)."""
+    same = (query_sentences.unsqueeze(2) == key_sentences.unsqueeze(1)).to(torch.float32)
+    return ((1.0 - same) * -10000.0).unsqueeze(1)
+
+
+class PackedSequenceClassifier(nn.Module):
+    """The same classifier over packed rows: several sentences laid end to end in one row of W tokens, so the
+    linear layers (most of the FLOPs) run on real tokens instead of padding, at one static shape.
+
+    Inputs by role (run/packing.py builds them): input_ids, segment_ids [rows, W]; position_ids [rows, W] (each
+    sentence counts from 0); sentence_ids [rows, W] (1.. per sentence in its row, 0 for unused positions);
+    cls_index [rows, S] (where each sentence starts). Attention stays within a sentence (block mask), so every
+    sentence's logits equal the unpacked model's up to float rounding. Output: logits [rows, S, labels]; slots
+    with no sentence give values nobody reads. The last layer runs for the [CLS] rows only, as in Encoder."""
+
+    def __init__(self, model: TinyBertForSequenceClassification):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids, segment_ids, position_ids, sentence_ids, cls_index):
+        bert = self.model.bert
+        emb = bert.embeddings
+        hidden = emb.word_embeddings(input_ids) + emb.position_embeddings(position_ids)
+        hidden = emb.LayerNorm(hidden + emb.token_type_embeddings(segment_ids))
+        layers = bert.encoder.layer
+        mask = _block_mask(sentence_ids, sentence_ids)
+        for layer in layers[:-1]:
+            hidden = layer(hidden, mask)
+        cls_hidden = torch.gather(hidden, 1, cls_index.unsqueeze(-1).expand(-1, -1, hidden.size(-1)))
+        cls_mask = _block_mask(torch.gather(sentence_ids, 1, cls_index), sentence_ids)
+        cls_hidden = layers[-1](hidden, cls_mask, cls_hidden)
+        return self.model.classify(bert.pooler.pool(cls_hidden))

@@ -31,7 +31,7 @@ from tinybert_infer.errors import UsageError
 from tinybert_infer.fsutil import ClosesOnExit
 from tinybert_infer.layout import DYNAMIC_EXPORT_HINT, IDS_NAME, INPUT_NAMES, MASK_NAME, SELECTION_CACHE_NAME, require_model
 
-BATCHINGS = ("static", "length")
+BATCHINGS = ("static", "length", "packed")
 SHAPE_POLICIES = ("fixed", "dynamic", "per_length")
 # A coarse bucket set for the per_length policy: SST-2 dev lengths (mean 25, max 55) fill each with a few batches,
 # six compiles per batch size (cached on disk by OpenVINO afterwards).
@@ -45,6 +45,7 @@ SWITCH_MARGIN = 0.10       # another candidate must beat the preferred one by th
 TIMING_ROUNDS = 3          # timed passes per candidate per sweep
 TIMING_SWEEPS = 2          # each candidate opened, timed and closed once per sweep (time_plans)
 SWEEP_KEEP_WITHIN = 0.75   # after the first sweep, candidates below this fraction of the fastest drop out
+PACKED_SENTENCES_PER_ROW = 4  # packed_rows: a batch of BS sentences runs as BS / 4 rows (SST-2: 2.5 per row)
 TIMING_SAMPLES = 256       # real sentences per timing pass (a length-stratified subset of the data)
 
 
@@ -71,6 +72,8 @@ class Plan:
             raise UsageError(f"plan shape policy {self.shape_policy!r}: use one of {', '.join(SHAPE_POLICIES)}")
         if self.shape_policy == "per_length" and (self.runtime != "openvino" or self.batching != "length"):
             raise UsageError("the per_length shape policy is OpenVINO's, with length-aware batching")
+        if self.batching == "packed" and (self.shape_policy != "fixed" or self.buckets or self.pad_multiple):
+            raise UsageError("packed batching runs one fixed shape (rows of the model's width): no buckets or padding")
         if self.buckets is not None and self.pad_multiple is not None:
             raise UsageError("give either --pad_multiple or --buckets, not both")
         if self.batch_size < 1 or self.streams < 1:
@@ -92,8 +95,8 @@ class Plan:
 
     @property
     def mode(self) -> str:
-        """dynamic.run_samples' mode for this batching."""
-        return "dynamic_length" if self.batching == "length" else "static"
+        """dynamic.run_samples' mode for this batching (packed: run/packing.py)."""
+        return {"length": "dynamic_length", "packed": "packed"}.get(self.batching, "static")
 
     def label(self) -> str:
         pad = (f" buckets {','.join(map(str, self.buckets))}" if self.buckets else
@@ -120,6 +123,12 @@ def backend_for(plan: Plan) -> Backend:
     from tinybert_infer.export.optimize import make_variant_backend, openvino_precision
 
     model = Path(plan.model)
+    if plan.batching == "packed" and plan.runtime == "openvino":
+        from tinybert_infer.backends.openvino import OpenVinoStaticShapes
+
+        # Rows of the model's fixed width, batch_size of them per run: one static shape, compiled once.
+        return OpenVinoStaticShapes(model, batch_size=plan.batch_size, threads=plan.threads,
+                                    precision=openvino_precision(plan.variant), streams=plan.streams)
     if plan.shape_policy == "per_length":
         from tinybert_infer.backends.openvino import OpenVinoStaticShapes
 
@@ -131,7 +140,11 @@ def backend_for(plan: Plan) -> Backend:
     backend = make_variant_backend(plan.variant, None if plan.runtime == "torch" else model, threads=plan.threads,
                                    checkpoint_dir=plan.checkpoint_dir, batch_size=plan.batch_size,
                                    streams=plan.streams)
-    if plan.batching == "length" and backend.seq_len is not None:
+    if plan.batching == "packed":
+        from tinybert_infer.run.packing import check_packed_backend
+
+        check_packed_backend(backend)
+    elif plan.batching == "length" and backend.seq_len is not None:
         raise UsageError(f"{plan.model}: static sequence length {backend.seq_len}; length-aware batching needs a "
                          f"dynamic-shape model (python -m tinybert_infer export --dynamic)")
     return backend
@@ -154,6 +167,8 @@ class PlanExecutor(ClosesOnExit):
 
         feats = as_features(inputs)
         lengths = real_lengths(feats[MASK_NAME])
+        if self.plan.batching == "packed":
+            return self._score_packed(feats, lengths)
         width = feats[IDS_NAME].shape[1]
         if self.backend.seq_len not in (None, width):
             raise UsageError(f"{self.plan.model} takes {self.backend.seq_len} tokens per sample, got {width}")
@@ -169,17 +184,37 @@ class PlanExecutor(ClosesOnExit):
             out[list(batch.indices)] = logits[:len(batch.indices)]
         return out if out is not None else np.empty((0, 0), np.float32)
 
+    def _score_packed(self, feats, lengths) -> np.ndarray:
+        from tinybert_infer.run.packing import check_packed_backend, packed_feeds, plan_packed_batches, slot_rows
+
+        width = check_packed_backend(self.backend)
+        batches = plan_packed_batches(lengths, self.plan.batch_size, width=width)
+        out = np.empty((len(lengths), 0), np.float32)
+        items = ((packed_feeds(feats, lengths, b, width), b) for b in batches)
+        for batch, logits, _ms in self.backend.run_pipelined(items):
+            logits = logits.reshape(-1, logits.shape[-1])
+            if out.shape[1] == 0:
+                out = np.empty((len(lengths), logits.shape[1]), np.float32)
+            for row, index in slot_rows(batch):
+                out[index] = logits[row]
+        return out
+
     def run_samples(self, samples, output_root, **kwargs):
         from tinybert_infer.run.length import run_samples
 
         extra = dict(kwargs.pop("extra_summary", None) or {}, **self.summary_extra())
+        if self.plan.batching == "packed":
+            from tinybert_infer.run.packing import run_packed_samples
+
+            return run_packed_samples(self.backend, samples, output_root, batch_rows=self.plan.batch_size,
+                                      extra_summary=extra, **kwargs)
         return run_samples(self.backend, samples, output_root, batch_size=self.plan.batch_size, mode=self.plan.mode,
                            pad_multiple=self.plan.pad_multiple, buckets=self.plan.buckets, extra_summary=extra,
                            **kwargs)
 
     def run_files(self, input_dirs, output_root, **kwargs):
-        """Per-sample files: the static plan streams them in file order (inference.run_files); a length plan
-        reads them all first (it sorts by length)."""
+        """Per-sample files: the static plan streams them in file order (inference.run_files); a length or packed
+        plan reads them all first (it sorts by length)."""
         extra = dict(kwargs.pop("extra_summary", None) or {}, **self.summary_extra())
         if self.plan.batching == "static":
             from tinybert_infer.run.inference import run_files
@@ -188,7 +223,9 @@ class PlanExecutor(ClosesOnExit):
                              extra_summary=extra, **kwargs)
         from tinybert_infer.run.length import read_sample_files
 
-        samples = read_sample_files(input_dirs, self.backend.input_names)
+        # The packed graph's inputs are built from the three unpacked ones, which the files hold.
+        names = INPUT_NAMES if self.plan.batching == "packed" else self.backend.input_names
+        samples = read_sample_files(input_dirs, names)
         return self.run_samples(samples, output_root, extra_summary=extra, **kwargs)
 
     def close(self) -> None:
@@ -294,8 +331,13 @@ def candidate_plans(precision: str, *, dynamic_model, batch_size: int, threads: 
     dyn = Path(dynamic_model)
     plans: List[Plan] = []
     two = min(2, threads)
+    packed = packed_model_beside(dyn)
     for name in _dynamic_variants(precision):
         path = str(artefact_path(dyn, name))
+        if name.startswith("openvino") and packed is not None:
+            for streams in sorted({1, two}):
+                plans.append(Plan(name, str(artefact_path(packed, name)), "packed", packed_rows(batch_size),
+                                  "fixed", streams=streams, threads=threads))
         if name.startswith("openvino"):
             for streams in sorted({1, two}):
                 plans.append(Plan(name, path, "length", batch_size, "per_length",
@@ -308,6 +350,20 @@ def candidate_plans(precision: str, *, dynamic_model, batch_size: int, threads: 
         if main in ("openvino-fp32", "openvino-bf16"):
             plans.append(Plan(main, str(static_model), "static", batch_size, "fixed", threads=threads))
     return plans
+
+
+def packed_model_beside(dynamic_model: Path) -> Optional[Path]:
+    """TinyBERT_sim_packed.onnx where export --dynamic wrote it, beside the dynamic model; None for an older export."""
+    from tinybert_infer.layout import packed_sim_onnx_name
+
+    path = Path(dynamic_model).with_name(packed_sim_onnx_name())
+    return path if path.is_file() else None
+
+
+def packed_rows(batch_size: int) -> int:
+    """Rows per packed run for a batch of `batch_size` sentences: SST-2 rows of 64 hold 2.5 sentences, and
+    [8, 64] (512 tokens) ran as fast as or faster than [16, 64] and [4, 64] on the 2-core host."""
+    return max(1, batch_size // PACKED_SENTENCES_PER_ROW)
 
 
 PRECISIONS = ("fp32", "bf16", "int8")
@@ -330,12 +386,14 @@ def build_candidate_artefacts(plans: Sequence[Plan], dynamic_model, *, batch_siz
     """The artefacts the plans run (those not built yet)."""
     from tinybert_infer.export.optimize import artefacts_fresh
 
-    names = sorted({p.variant for p in plans if Path(p.model).parent == Path(dynamic_model).parent
-                    and p.batching == "length"})
-    if not artefacts_fresh(Path(dynamic_model), names):
-        log(f"[plan] building {', '.join(names)} artefacts (in a child process)")
-        build_artefacts_in_child(dynamic_model, names, batch_size=batch_size, threads=threads,
-                                 checkpoint_dir=checkpoint_dir, calibration_tsv=calibration_tsv)
+    packed = packed_model_beside(Path(dynamic_model))
+    for source, batching in ((Path(dynamic_model), "length"), (packed, "packed")):
+        names = sorted({p.variant for p in plans if source is not None and Path(p.model).parent == source.parent
+                        and p.batching == batching})
+        if names and not artefacts_fresh(source, names):
+            log(f"[plan] building {', '.join(names)} artefacts of {source.name} (in a child process)")
+            build_artefacts_in_child(source, names, batch_size=batch_size, threads=threads,
+                                     checkpoint_dir=checkpoint_dir, calibration_tsv=calibration_tsv)
 
 
 def build_artefacts_in_child(model, names, *, batch_size: int, threads: int, checkpoint_dir=None,
@@ -349,11 +407,13 @@ def build_artefacts_in_child(model, names, *, batch_size: int, threads: int, che
 
 def _build_artefacts(model: Path, names, batch_size, threads, checkpoint_dir, calibration_tsv) -> None:
     from tinybert_infer.export.optimize import build_artefacts
+    from tinybert_infer.layout import packed_sim_onnx_name
     from tinybert_infer.plan.select import calibration_loader
     from tinybert_infer.progress import log_stderr
 
+    rows = packed_rows(batch_size) if Path(model).name == packed_sim_onnx_name() else None
     build_artefacts(model, names, batch_size=batch_size, threads=threads,
-                    calibration=calibration_loader(checkpoint_dir, calibration_tsv, batch_size), log=log_stderr)
+                    calibration=calibration_loader(checkpoint_dir, calibration_tsv, batch_size, rows), log=log_stderr)
 
 
 def timing_subset(feats: Dict[str, np.ndarray], lengths: np.ndarray, count: int = TIMING_SAMPLES) -> dict:

@@ -16,7 +16,7 @@ from typing import Callable, Optional
 from tinybert_infer.backends.base import Backend
 from tinybert_infer.errors import UsageError
 from tinybert_infer.fsutil import file_sha256, write_json_atomic
-from tinybert_infer.layout import SELECTION_CACHE_NAME, require_model
+from tinybert_infer.layout import IDS_NAME, MASK_NAME, SELECTION_CACHE_NAME, require_model
 from tinybert_infer.plan.planner import PRECISIONS, SWITCH_MARGIN
 from tinybert_infer.machine import cpu_model, default_threads
 from tinybert_infer.export.optimize import FP32_CANDIDATES, artefact_path, build_artefacts, make_variant_backend, nncf_available
@@ -86,8 +86,9 @@ class SelectedBackend(Backend):
         self.inner.close()
 
 
-def calibration_loader(checkpoint_dir, tsv, batch: int):
-    """INT8 calibration batches from tsv (never the scored data), made only when an artefact needs them."""
+def calibration_loader(checkpoint_dir, tsv, batch: int, packed_rows: Optional[int] = None):
+    """INT8 calibration batches from tsv (never the scored data), made only when an artefact needs them.
+    packed_rows: for the packed graph, the same sentences packed into runs of that many rows."""
     def load():
         from tinybert_infer.errors import PipelineError
         from tinybert_infer.export.optimize import calibration_batches, calibration_features
@@ -97,6 +98,14 @@ def calibration_loader(checkpoint_dir, tsv, batch: int):
             feats, _ = calibration_features(checkpoint_dir, tsv, max(128, batch), 64)
         except PipelineError:  # no readable checkpoint/TSV at hand: calibrate on synthetic sequences
             feats = synthetic_feeds(max(128, batch))
+        if packed_rows:
+            from tinybert_infer.run.length import real_lengths
+            from tinybert_infer.run.packing import packed_feeds, plan_packed_batches
+
+            lengths = real_lengths(feats[MASK_NAME])
+            width = feats[IDS_NAME].shape[1]
+            return [packed_feeds(feats, lengths, b, width) for b in plan_packed_batches(lengths, packed_rows, width=width)
+                    if len(b.rows) == packed_rows]
         return calibration_batches(feats, batch)[:max(1, 128 // batch)]
     return load
 

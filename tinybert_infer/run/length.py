@@ -270,7 +270,9 @@ def length_summary(batches, samples: Samples, mode: str, batch: int, fed_batch: 
 
 def format_length_block(summary: dict) -> str:
     """One printed line per figure the length-aware mode adds to ais_bench's block."""
-    padding = (f"pad multiple {summary['pad_multiple']}" if summary.get("pad_multiple") else
+    padding = (f"rows of {summary['row_width']}, up to {summary['slots_per_row']} sentences each"
+               if summary.get("mode") == "packed" else
+               f"pad multiple {summary['pad_multiple']}" if summary.get("pad_multiple") else
                f"buckets {','.join(map(str, summary['buckets']))}" if summary.get("buckets") else "longest member")
     return "\n".join([
         f"[INFO] mode: {summary['mode']} ({padding}), {summary['batches']} batches",

@@ -124,7 +124,8 @@ class Scorer:
                                                          batch_size=backend.batch_size or plan["batch_size"],
                                                          threads=plan["threads"]), backend)
         self.backend = self.executor.backend
-        self.plan["batching"] = "length-aware" if self.executor.plan.batching == "length" else "static"
+        self.plan["batching"] = {"length": "length-aware", "packed": "packed"}.get(self.executor.plan.batching,
+                                                                                   "static")
 
     def score_batch(self, texts: Sequence[str]) -> np.ndarray:
         return self.infer(self.encode(texts))

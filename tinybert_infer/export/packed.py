@@ -1,0 +1,106 @@
+"""The packed graph (modeling.PackedSequenceClassifier): TinyBERT_packed.onnx and TinyBERT_sim_packed.onnx,
+dynamic in rows, fixed in width and slots, validated sentence by sentence against the unpacked PyTorch model."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import warnings
+from pathlib import Path
+from typing import Dict, Tuple
+
+import numpy as np
+import torch
+
+from tinybert_infer.errors import ExportError
+from tinybert_infer.layout import (CLS_INDEX_NAME, INPUT_NAMES, MASK_NAME, OUTPUT_NAME, PACKED_INPUT_NAMES,
+                                   PACKED_SLOTS, packed_onnx_name, packed_sim_onnx_name)
+
+PACKED_CHECK_BATCHES = (1, 3)  # rows per run: the row axis is dynamic
+
+
+def export_packed_onnx(model, path: Path, *, width: int, opset: int, slots: int = PACKED_SLOTS) -> None:
+    from tinybert_infer.models.modeling import PackedSequenceClassifier
+
+    dummy = tuple(torch.zeros(2, slots if name == CLS_INDEX_NAME else width, dtype=torch.int64)
+                  for name in PACKED_INPUT_NAMES)
+    axes = {name: {0: "rows"} for name in (*PACKED_INPUT_NAMES, OUTPUT_NAME)}
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        torch.onnx.export(PackedSequenceClassifier(model).eval(), dummy, str(path),
+                          input_names=list(PACKED_INPUT_NAMES), output_names=[OUTPUT_NAME], opset_version=opset,
+                          dynamic_axes=axes, do_constant_folding=True, dynamo=False)
+
+
+def check_packed_contract(path: Path, num_labels: int, width: int, slots: int = PACKED_SLOTS) -> None:
+    import onnx
+
+    try:
+        onnx.checker.check_model(str(path))
+    except Exception as exc:
+        raise ExportError(f"{path}: onnx.checker failed: {exc}") from None
+    graph = onnx.load(str(path), load_external_data=False).graph
+    initializers = {i.name for i in graph.initializer}
+    inputs = {i.name: i for i in graph.input if i.name not in initializers}
+    if sorted(inputs) != sorted(PACKED_INPUT_NAMES):
+        raise ExportError(f"{path}: inputs {sorted(inputs)}, expected {sorted(PACKED_INPUT_NAMES)}")
+    for name, value in inputs.items():
+        dims = [d.dim_value if d.HasField("dim_value") else None for d in value.type.tensor_type.shape.dim]
+        if value.type.tensor_type.elem_type != onnx.TensorProto.INT64 or dims[1:] != [
+                slots if name == CLS_INDEX_NAME else width] or dims[0] is not None:
+            raise ExportError(f"{path}: input {name} is {dims}, expected int64 [rows, "
+                              f"{slots if name == CLS_INDEX_NAME else width}]")
+    out = graph.output[0].type.tensor_type
+    dims = [d.dim_value if d.HasField("dim_value") else None for d in out.shape.dim]
+    if len(graph.output) != 1 or out.elem_type != onnx.TensorProto.FLOAT or len(dims) != 3 or dims[1] not in (None, slots) \
+            or dims[2] != num_labels:
+        raise ExportError(f"{path}: output {dims}, expected float32 [rows, {slots}, {num_labels}]")
+
+
+def packed_logits(onnx_path: Path, feats: dict, rows_per_run: int, width: int) -> np.ndarray:
+    """Every sentence's logits through the packed graph (ONNX Runtime), in input order."""
+    import onnxruntime as ort
+
+    from tinybert_infer.run.length import real_lengths
+    from tinybert_infer.run.packing import packed_feeds, plan_packed_batches, slot_rows
+
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    lengths = real_lengths(feats[MASK_NAME])
+    out = None
+    for batch in plan_packed_batches(lengths, rows_per_run, width=width):
+        logits = session.run(None, packed_feeds(feats, lengths, batch, width))[0]
+        logits = logits.reshape(-1, logits.shape[-1])
+        if out is None:
+            out = np.empty((len(lengths), logits.shape[1]), np.float32)
+        for row, index in slot_rows(batch):
+            out[index] = logits[row]
+    return out
+
+
+def export_packed_checkpoint(checkpoint, model, references: Dict[str, torch.nn.Module], feats: dict, out_dir: Path,
+                             *, opset: int, width: int, tolerance: float) -> Tuple[Path, Path, Dict[str, Tuple[float, float]]]:
+    """Both packed graphs, checked and validated before either lands: (plain, simplified, name -> (plain diff,
+    simplified diff)) against every reference (unpacked forwards: PyTorch's textbook one, transformers')."""
+    from tinybert_infer.export.onnx import check_parity, logit_difference, simplify_onnx, stamp_metadata
+    from tinybert_infer.fsutil import staged_file
+
+    final_plain, final_sim = out_dir / packed_onnx_name(), out_dir / packed_sim_onnx_name()
+    with torch.inference_mode():
+        expected = {name: ref(*(torch.from_numpy(feats[n]) for n in INPUT_NAMES)).numpy()
+                    for name, ref in references.items()}
+    diffs: Dict[str, list] = {name: [] for name in references}
+    with staged_file(final_plain) as plain, staged_file(final_sim) as sim:
+        export_packed_onnx(model, plain, width=width, opset=opset)
+        simplify_onnx(plain, sim)
+        for staged, final in ((plain, final_plain), (sim, final_sim)):
+            check_packed_contract(staged, checkpoint.config.num_labels, width)
+            worst = {name: 0.0 for name in references}
+            for rows in PACKED_CHECK_BATCHES:
+                got = packed_logits(staged, feats, rows, width)
+                for name in references:
+                    worst[name] = max(worst[name], logit_difference(expected[name], got))
+            for name, value in worst.items():
+                check_parity(final, value, tolerance, name, " (packed rows)")
+                diffs[name].append(value)
+            stamp_metadata(staged, checkpoint)
+    return final_plain, final_sim, {name: (v[0], v[1]) for name, v in diffs.items()}
