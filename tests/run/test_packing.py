@@ -118,3 +118,37 @@ def test_a_packed_plan_refuses_a_model_without_the_packed_inputs(tiny_exports):
 
     with pytest.raises(UsageError, match="packed model"):
         open_plan(Plan("onnxruntime", str(tiny_exports["dynamic"].sim_path), "packed", 2, "fixed", threads=1))
+
+
+def test_the_planner_offers_packed_plans_only_where_the_packed_model_is(tiny_exports, tmp_path):
+    import shutil
+
+    from tinybert_infer.plan.planner import candidate_plans, packed_rows
+
+    dyn = tiny_exports["dynamic"].sim_path
+    plans = candidate_plans("fp32", dynamic_model=dyn, batch_size=32, threads=2)
+    packed = [p for p in plans if p.batching == "packed"]
+    assert packed and plans[0] in packed  # preferred: one compile, fewest tokens
+    assert {p.batch_size for p in packed} == {packed_rows(32)} and {p.streams for p in packed} == {1, 2}
+    assert all(p.model.endswith(packed_sim_onnx_name()) for p in packed)
+    alone = tmp_path / dyn.name  # an export from before packing: no packed file beside it
+    shutil.copy(dyn, alone)
+    assert not [p for p in candidate_plans("fp32", dynamic_model=alone, batch_size=32, threads=2)
+                if p.batching == "packed"]
+
+
+def test_infer_auto_times_the_packed_plans_and_keeps_the_labels(tiny_exports, tiny_checkpoint, tmp_path):
+    from conftest import copy_exports, run_cli_in_process
+
+    m = copy_exports(tiny_exports, tmp_path)
+    env = {"TINYBERT_MODEL_DIR": str(tiny_checkpoint)}
+    common = ("--batchsize", "4", "--output", "result", "--outfmt", "TXT", "--threads", "2", "--tsv", m["tsv"])
+    run_cli_in_process("infer", "--backend", "onnxruntime", "--output_dirname", "exact", *common, "-m",
+                       m["dynamic"].sim_path, "--dynamic_length", cwd=tmp_path, env=env, check=True)
+    run_cli_in_process("infer", "--dynamic_length", "--output_dirname", "planned", *common, "-m",
+                       m["dynamic"].sim_path, cwd=tmp_path, env=env, check=True)
+    planned = json.loads((tmp_path / "result" / "planned_summary.json").read_text())
+    assert any(" packed " in label for label in planned["plan_selection"]["samples_per_s"])
+    texts = {n: sorted(p.read_text() for p in (tmp_path / "result" / n).glob("*.txt")) for n in ("exact", "planned")}
+    labels = {n: [int(np.argmax(np.array(t.split(), float))) for t in v] for n, v in texts.items()}
+    assert labels["exact"] == labels["planned"] and len(labels["exact"]) == 13
