@@ -152,3 +152,20 @@ def test_infer_auto_times_the_packed_plans_and_keeps_the_labels(tiny_exports, ti
     texts = {n: sorted(p.read_text() for p in (tmp_path / "result" / n).glob("*.txt")) for n in ("exact", "planned")}
     labels = {n: [int(np.argmax(np.array(t.split(), float))) for t in v] for n, v in texts.items()}
     assert labels["exact"] == labels["planned"] and len(labels["exact"]) == 13
+
+
+def test_the_planner_leaves_packed_plans_out_for_sentences_wider_than_a_row(tiny_exports, monkeypatch):
+    import tinybert_infer.plan.planner as plan_module
+
+    timed = []
+
+    def fake_time_plans(candidates, feats, **kw):
+        timed.extend(p.batching for p in candidates)
+        return {p.label(): [100.0] * 3 for p in candidates}, {}
+
+    monkeypatch.setattr(plan_module, "time_plans", fake_time_plans)
+    monkeypatch.setattr(plan_module, "build_candidate_artefacts", lambda *a, **k: None)
+    wide = [[101] + [7] * 98 + [102]]  # 100 tokens: longer than the packed graph's 64-token rows
+    choice = plan_module.make_plan(dynamic_model=tiny_exports["dynamic"].sim_path, batch_size=4, threads=1, data=wide,
+                                   use_cache=False, log=lambda s: None)
+    assert timed and "packed" not in timed and choice.plan.batching == "length"

@@ -29,7 +29,8 @@ import numpy as np
 from tinybert_infer.backends.base import Backend
 from tinybert_infer.errors import UsageError
 from tinybert_infer.fsutil import ClosesOnExit
-from tinybert_infer.layout import DYNAMIC_EXPORT_HINT, IDS_NAME, INPUT_NAMES, MASK_NAME, SELECTION_CACHE_NAME, require_model
+from tinybert_infer.layout import (DYNAMIC_EXPORT_HINT, IDS_NAME, INPUT_NAMES, MASK_NAME, SELECTION_CACHE_NAME, SEQ_LEN,
+                                   require_model)
 
 BATCHINGS = ("static", "length", "packed")
 SHAPE_POLICIES = ("fixed", "dynamic", "per_length")
@@ -514,6 +515,9 @@ def make_plan(*, dynamic_model, precision: str = "fp32", batch_size: int = 32, t
     dyn = require_model(dynamic_model, DYNAMIC_EXPORT_HINT)
     plans = list(candidates) if candidates is not None else candidate_plans(
         precision, dynamic_model=dyn, batch_size=batch_size, threads=threads, static_model=static_model)
+    feats = as_features(data) if data is not None else _synthetic_data()
+    if _lengths(feats).max(initial=0) > SEQ_LEN:  # the packed graph's rows are SEQ_LEN wide (export --dynamic)
+        plans = [p for p in plans if p.batching != "packed"]
     if not plans:
         raise UsageError(f"no {precision} plan can run here")
     from tinybert_infer.machine import cpu_has_bf16
@@ -541,7 +545,6 @@ def make_plan(*, dynamic_model, precision: str = "fp32", batch_size: int = 32, t
         if not plans:
             raise UsageError(f"no {precision} plan is within {gate.max_drop * 100:g} points of fp32 accuracy on "
                              f"{gate.source}: use --precision fp32")
-    feats = as_features(data) if data is not None else _synthetic_data()
     feats = timing_subset(feats, _lengths(feats))
     rates, setup = time_plans(plans, feats, rounds=rounds, log=log)
     medians = {k: statistics.median(v) for k, v in rates.items()}
