@@ -49,7 +49,7 @@ def _recommended(served, precision):
 def test_the_recommended_fp32_plan_gives_pytorchs_label_on_every_dev_sentence(served):
     plan, predicted, gold = _recommended(served, "fp32")
     _, _, oracle, accuracy = served
-    assert plan.batching == "length"
+    assert plan.batching in ("length", "packed")  # real sentence lengths, not the recipe's static 64
     assert predicted.tolist() == oracle.tolist()
     assert float(np.mean(predicted == gold)) == pytest.approx(accuracy)
 
