@@ -79,8 +79,8 @@ def simplify_onnx(src: Path, dst: Path) -> None:
     onnx.save(simplified, str(dst))
 
 
-def check_contract(path: Path, batch_size: Optional[int], num_labels: int, seq_len: int = SEQ_LEN) -> None:
-    """onnx.checker plus the interface every later stage relies on."""
+def checked_graph(path: Path):
+    """onnx.checker, then (graph, its real inputs: initializers excluded) for a contract check."""
     import onnx
 
     try:
@@ -89,21 +89,32 @@ def check_contract(path: Path, batch_size: Optional[int], num_labels: int, seq_l
         raise ExportError(f"{path}: onnx.checker failed: {exc}") from None
     graph = onnx.load(str(path), load_external_data=False).graph
     initializers = {i.name for i in graph.initializer}
-    inputs = [i for i in graph.input if i.name not in initializers]
+    return graph, [i for i in graph.input if i.name not in initializers]
+
+
+def value_dims(value) -> list:
+    """A graph value's shape: fixed sizes as ints, symbolic ones as None."""
+    return [d.dim_value if d.HasField("dim_value") else None for d in value.type.tensor_type.shape.dim]
+
+
+def check_contract(path: Path, batch_size: Optional[int], num_labels: int, seq_len: int = SEQ_LEN) -> None:
+    """onnx.checker plus the interface every later stage relies on."""
+    import onnx
+
+    graph, inputs = checked_graph(path)
     names = [i.name for i in inputs]
     if names != list(INPUT_NAMES):
         raise ExportError(f"{path}: inputs {names}, expected {list(INPUT_NAMES)}")
     for value in inputs:
-        ttype = value.type.tensor_type
-        dims = [d.dim_value if d.HasField("dim_value") else None for d in ttype.shape.dim]
-        if ttype.elem_type != onnx.TensorProto.INT64:
+        dims = value_dims(value)
+        if value.type.tensor_type.elem_type != onnx.TensorProto.INT64:
             raise ExportError(f"{path}: input {value.name} is not int64")
         if batch_size is not None and dims != [batch_size, seq_len]:
             raise ExportError(f"{path}: input {value.name} has shape {dims}, expected [{batch_size}, {seq_len}]")
     if len(graph.output) != 1:
         raise ExportError(f"{path}: {len(graph.output)} outputs, expected 1 (the logits)")
     out = graph.output[0].type.tensor_type
-    dims = [d.dim_value if d.HasField("dim_value") else None for d in out.shape.dim]
+    dims = value_dims(graph.output[0])
     if out.elem_type != onnx.TensorProto.FLOAT or dims[-1:] != [num_labels] or (
             batch_size is not None and dims != [batch_size, num_labels]):
         raise ExportError(f"{path}: output has shape {dims}, expected [{batch_size}, {num_labels}] float32")

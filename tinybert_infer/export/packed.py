@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from tinybert_infer.errors import ExportError
-from tinybert_infer.layout import (CLS_INDEX_NAME, INPUT_NAMES, MASK_NAME, OUTPUT_NAME, PACKED_INPUT_NAMES,
+from tinybert_infer.layout import (CLS_INDEX_NAME, INPUT_NAMES, OUTPUT_NAME, PACKED_INPUT_NAMES,
                                    PACKED_SLOTS, packed_onnx_name, packed_sim_onnx_name)
 
 PACKED_CHECK_BATCHES = (1, 3)  # rows per run: the row axis is dynamic
@@ -35,52 +35,36 @@ def export_packed_onnx(model, path: Path, *, width: int, opset: int, slots: int 
 def check_packed_contract(path: Path, num_labels: int, width: int, slots: int = PACKED_SLOTS) -> None:
     import onnx
 
-    try:
-        onnx.checker.check_model(str(path))
-    except Exception as exc:
-        raise ExportError(f"{path}: onnx.checker failed: {exc}") from None
-    graph = onnx.load(str(path), load_external_data=False).graph
-    initializers = {i.name for i in graph.initializer}
-    inputs = {i.name: i for i in graph.input if i.name not in initializers}
+    from tinybert_infer.export.onnx import checked_graph, value_dims
+
+    graph, values = checked_graph(path)
+    inputs = {i.name: i for i in values}
     if sorted(inputs) != sorted(PACKED_INPUT_NAMES):
         raise ExportError(f"{path}: inputs {sorted(inputs)}, expected {sorted(PACKED_INPUT_NAMES)}")
     for name, value in inputs.items():
-        dims = [d.dim_value if d.HasField("dim_value") else None for d in value.type.tensor_type.shape.dim]
-        if value.type.tensor_type.elem_type != onnx.TensorProto.INT64 or dims[1:] != [
-                slots if name == CLS_INDEX_NAME else width] or dims[0] is not None:
-            raise ExportError(f"{path}: input {name} is {dims}, expected int64 [rows, "
-                              f"{slots if name == CLS_INDEX_NAME else width}]")
-    out = graph.output[0].type.tensor_type
-    dims = [d.dim_value if d.HasField("dim_value") else None for d in out.shape.dim]
-    if len(graph.output) != 1 or out.elem_type != onnx.TensorProto.FLOAT or len(dims) != 3 or dims[1] not in (None, slots) \
-            or dims[2] != num_labels:
+        dims, expected = value_dims(value), slots if name == CLS_INDEX_NAME else width
+        if value.type.tensor_type.elem_type != onnx.TensorProto.INT64 or dims != [None, expected]:
+            raise ExportError(f"{path}: input {name} is {dims}, expected int64 [rows, {expected}]")
+    dims = value_dims(graph.output[0])
+    if len(graph.output) != 1 or graph.output[0].type.tensor_type.elem_type != onnx.TensorProto.FLOAT or \
+            len(dims) != 3 or dims[1] not in (None, slots) or dims[2] != num_labels:
         raise ExportError(f"{path}: output {dims}, expected float32 [rows, {slots}, {num_labels}]")
 
 
-def packed_logits(onnx_path: Path, feats: dict, rows_per_run: int, width: int) -> np.ndarray:
-    """Every sentence's logits through the packed graph (ONNX Runtime), in input order."""
-    import onnxruntime as ort
+def packed_logits(session, feats: dict, rows_per_run: int, width: int) -> np.ndarray:
+    """Every sentence's logits through the packed graph (an ONNX Runtime session), in input order."""
+    from tinybert_infer.run.packing import score_packed
 
-    from tinybert_infer.run.length import real_lengths
-    from tinybert_infer.run.packing import packed_feeds, plan_packed_batches, slot_rows
-
-    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    lengths = real_lengths(feats[MASK_NAME])
-    out = None
-    for batch in plan_packed_batches(lengths, rows_per_run, width=width):
-        logits = session.run(None, packed_feeds(feats, lengths, batch, width))[0]
-        logits = logits.reshape(-1, logits.shape[-1])
-        if out is None:
-            out = np.empty((len(lengths), logits.shape[1]), np.float32)
-        for row, index in slot_rows(batch):
-            out[index] = logits[row]
-    return out
+    return score_packed(lambda items: ((tag, session.run(None, feeds)[0], 0.0) for feeds, tag in items),
+                        feats, rows_per_run, width)
 
 
 def export_packed_checkpoint(checkpoint, model, references: Dict[str, torch.nn.Module], feats: dict, out_dir: Path,
                              *, opset: int, width: int, tolerance: float) -> Tuple[Path, Path, Dict[str, Tuple[float, float]]]:
     """Both packed graphs, checked and validated before either lands: (plain, simplified, name -> (plain diff,
     simplified diff)) against every reference (unpacked forwards: PyTorch's textbook one, transformers')."""
+    import onnxruntime as ort
+
     from tinybert_infer.export.onnx import check_parity, logit_difference, simplify_onnx, stamp_metadata
     from tinybert_infer.fsutil import staged_file
 
@@ -95,8 +79,9 @@ def export_packed_checkpoint(checkpoint, model, references: Dict[str, torch.nn.M
         for staged, final in ((plain, final_plain), (sim, final_sim)):
             check_packed_contract(staged, checkpoint.config.num_labels, width)
             worst = {name: 0.0 for name in references}
-            for rows in PACKED_CHECK_BATCHES:
-                got = packed_logits(staged, feats, rows, width)
+            session = ort.InferenceSession(str(staged), providers=["CPUExecutionProvider"])
+            for rows in PACKED_CHECK_BATCHES:  # one session, several row counts
+                got = packed_logits(session, feats, rows, width)
                 for name in references:
                     worst[name] = max(worst[name], logit_difference(expected[name], got))
             for name, value in worst.items():

@@ -167,9 +167,12 @@ class PlanExecutor(ClosesOnExit):
         from tinybert_infer.run.length import batch_feeds, plan_batches, real_lengths
 
         feats = as_features(inputs)
-        lengths = real_lengths(feats[MASK_NAME])
         if self.plan.batching == "packed":
-            return self._score_packed(feats, lengths)
+            from tinybert_infer.run.packing import check_packed_backend, score_packed
+
+            return score_packed(self.backend.run_pipelined, feats, self.plan.batch_size,
+                                check_packed_backend(self.backend))
+        lengths = real_lengths(feats[MASK_NAME])
         width = feats[IDS_NAME].shape[1]
         if self.backend.seq_len not in (None, width):
             raise UsageError(f"{self.plan.model} takes {self.backend.seq_len} tokens per sample, got {width}")
@@ -184,21 +187,6 @@ class PlanExecutor(ClosesOnExit):
                 out = np.empty((len(lengths), logits.shape[1]), np.float32)
             out[list(batch.indices)] = logits[:len(batch.indices)]
         return out if out is not None else np.empty((0, 0), np.float32)
-
-    def _score_packed(self, feats, lengths) -> np.ndarray:
-        from tinybert_infer.run.packing import check_packed_backend, packed_feeds, plan_packed_batches, slot_rows
-
-        width = check_packed_backend(self.backend)
-        batches = plan_packed_batches(lengths, self.plan.batch_size, width=width)
-        out = np.empty((len(lengths), 0), np.float32)
-        items = ((packed_feeds(feats, lengths, b, width), b) for b in batches)
-        for batch, logits, _ms in self.backend.run_pipelined(items):
-            logits = logits.reshape(-1, logits.shape[-1])
-            if out.shape[1] == 0:
-                out = np.empty((len(lengths), logits.shape[1]), np.float32)
-            for row, index in slot_rows(batch):
-                out[index] = logits[row]
-        return out
 
     def run_samples(self, samples, output_root, **kwargs):
         from tinybert_infer.run.length import run_samples

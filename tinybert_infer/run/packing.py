@@ -6,7 +6,7 @@ most PACKED_SLOTS per row): SST-2 dev at width 64 fills its rows to 97 %, agains
 length-sorted batches rounded to multiples of 4. The packed graph (models/modeling.PackedSequenceClassifier)
 keeps attention within each sentence, so a sentence's logits do not depend on its row-mates.
 
-Outputs are [rows, slots, labels]; `flat_outputs` hands them on as [rows * slots, labels], so a sample's Slot
+Outputs are [rows, slots, labels]; `FlatOutputs` hands them on as [rows * slots, labels], so a sample's Slot
 row is row * slots + slot and the ais_bench sink (inference.execute) stays the one for every batching.
 """
 
@@ -124,6 +124,24 @@ class FlatOutputs(Backend):
 def _flat(logits: np.ndarray) -> np.ndarray:
     logits = np.asarray(logits)
     return logits.reshape(-1, logits.shape[-1])
+
+
+def score_packed(run_pipelined, feats: Dict[str, np.ndarray], batch_rows: int, width: int) -> np.ndarray:
+    """Logits [N, labels] in input order for unpacked features, packed into runs of batch_rows rows.
+    run_pipelined: a backend's ((feeds, tag) items -> (tag, logits, ms)), or anything shaped like it."""
+    from tinybert_infer.layout import MASK_NAME
+    from tinybert_infer.run.length import real_lengths
+
+    lengths = real_lengths(feats[MASK_NAME])
+    batches = plan_packed_batches(lengths, batch_rows, width=width)
+    out = np.empty((len(lengths), 0), np.float32)
+    for batch, logits, _ms in run_pipelined((packed_feeds(feats, lengths, b, width), b) for b in batches):
+        logits = _flat(logits)
+        if out.shape[1] == 0:
+            out = np.empty((len(lengths), logits.shape[1]), np.float32)
+        for row, index in slot_rows(batch):
+            out[index] = logits[row]
+    return out
 
 
 def check_packed_backend(backend: Backend) -> int:
