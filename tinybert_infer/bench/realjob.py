@@ -46,7 +46,7 @@ def _static_plan(precision: str, recommended, static_model: Path, batch: int, th
 
     name = recommended.variant if recommended.runtime == "openvino" else f"openvino-{precision}"
     if variant(name).precision == "int8":
-        build_artefacts_in_child(static_model, [name], batch_size=batch, threads=threads, **build)
+        build_artefacts_in_child([(static_model, [name])], batch_size=batch, threads=threads, **build)
     return Plan(name, str(artefact_path(static_model, name)), "static", batch, "fixed", threads=threads)
 
 

@@ -372,37 +372,44 @@ def candidates_for(precision: str, **kwargs) -> List[Plan]:
 
 def build_candidate_artefacts(plans: Sequence[Plan], dynamic_model, *, batch_size: int, threads: int,
                               checkpoint_dir=None, calibration_tsv=None, log=lambda s: None) -> None:
-    """The artefacts the plans run (those not built yet)."""
+    """The artefacts the plans run (those not built yet), for the dynamic and the packed graph in one child."""
     from tinybert_infer.export.optimize import artefacts_fresh
 
     packed = packed_model_beside(Path(dynamic_model))
+    jobs = []
     for source, batching in ((Path(dynamic_model), "length"), (packed, "packed")):
         names = sorted({p.variant for p in plans if source is not None and Path(p.model).parent == source.parent
                         and p.batching == batching})
         if names and not artefacts_fresh(source, names):
             log(f"[plan] building {', '.join(names)} artefacts of {source.name} (in a child process)")
-            build_artefacts_in_child(source, names, batch_size=batch_size, threads=threads,
-                                     checkpoint_dir=checkpoint_dir, calibration_tsv=calibration_tsv)
+            jobs.append((source, names))
+    if jobs:
+        build_artefacts_in_child(jobs, batch_size=batch_size, threads=threads, checkpoint_dir=checkpoint_dir,
+                                 calibration_tsv=calibration_tsv)
 
 
-def build_artefacts_in_child(model, names, *, batch_size: int, threads: int, checkpoint_dir=None,
+def build_artefacts_in_child(jobs, *, batch_size: int, threads: int, checkpoint_dir=None,
                              calibration_tsv=None) -> None:
-    """optimize.build_artefacts in a spawned process: fusing and quantising (NNCF above all) load whole graphs and
-    calibration data, and that peak would otherwise stay with the run that follows."""
+    """optimize.build_artefacts for each (model, variant names) job in one spawned process: fusing and quantising
+    (NNCF above all) load whole graphs and calibration data, and that peak would otherwise stay with the run that
+    follows. One child for all jobs pays the imports (torch, NNCF) once."""
     from tinybert_infer.isolate import call_in_child
 
-    call_in_child(_build_artefacts, Path(model), list(names), batch_size, threads, checkpoint_dir, calibration_tsv)
+    call_in_child(_build_artefacts, [(Path(m), list(n)) for m, n in jobs], batch_size, threads, checkpoint_dir,
+                  calibration_tsv)
 
 
-def _build_artefacts(model: Path, names, batch_size, threads, checkpoint_dir, calibration_tsv) -> None:
+def _build_artefacts(jobs, batch_size, threads, checkpoint_dir, calibration_tsv) -> None:
     from tinybert_infer.export.optimize import build_artefacts
     from tinybert_infer.layout import packed_sim_onnx_name
     from tinybert_infer.plan.select import calibration_loader
     from tinybert_infer.progress import log_stderr
 
-    rows = packed_rows(batch_size) if Path(model).name == packed_sim_onnx_name() else None
-    build_artefacts(model, names, batch_size=batch_size, threads=threads,
-                    calibration=calibration_loader(checkpoint_dir, calibration_tsv, batch_size, rows), log=log_stderr)
+    for model, names in jobs:
+        rows = packed_rows(batch_size) if model.name == packed_sim_onnx_name() else None
+        build_artefacts(model, names, batch_size=batch_size, threads=threads,
+                        calibration=calibration_loader(checkpoint_dir, calibration_tsv, batch_size, rows),
+                        log=log_stderr)
 
 
 def timing_subset(feats: Dict[str, np.ndarray], lengths: np.ndarray, count: int = TIMING_SAMPLES) -> dict:
