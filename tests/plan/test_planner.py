@@ -122,6 +122,26 @@ def test_streams_and_per_length_shapes_compose_with_low_precision(models, tiny_c
     assert np.max(np.abs(packed_one - _static_logits(models))) < 0.5
 
 
+def test_ort_int8_runs_packed_from_the_plain_graph_and_is_a_candidate(models, tiny_checkpoint):
+    from tinybert_infer.export.optimize import artefact_path, artefacts_fresh
+    from tinybert_infer.plan.planner import build_candidate_artefacts, candidate_plans
+
+    plans = [p for p in candidate_plans("int8", dynamic_model=models["dynamic"], batch_size=8, threads=2)
+             if p.variant == "onnxruntime-int8-dynamic"]
+    assert [p.batching for p in plans] == ["packed", "length"]  # packed preferred
+    packed_plan = plans[0]
+    assert packed_plan.model == str(artefact_path(_packed(models), "onnxruntime-int8-dynamic"))
+    assert packed_plan.batch_size == 2  # rows of 64 hold several sentences
+    build_candidate_artefacts([packed_plan], models["dynamic"], batch_size=8, threads=2,
+                              checkpoint_dir=tiny_checkpoint, calibration_tsv=models["tsv"])
+    # quantised from the plain packed graph: no fused packed graph is written, and the artefact counts as built
+    assert not artefact_path(_packed(models), "onnxruntime-fused").exists()
+    assert artefacts_fresh(_packed(models), ["onnxruntime-int8-dynamic"])
+    with open_plan(packed_plan) as executor:
+        logits = executor.score(models["feats"])
+    assert np.max(np.abs(logits - _static_logits(models))) < 0.5
+
+
 def test_the_per_length_model_cache_keeps_precisions_apart(models, tmp_path):
     """OpenVINO 2026.4's cache key leaves the precision hint out: a bf16 compile importing the blob of an earlier
     f32 compile gave wrong logits on an AMX CPU (or crashed with two streams). One cache folder per hint."""
