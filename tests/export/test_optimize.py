@@ -3,6 +3,7 @@
 import json
 import re
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -266,3 +267,19 @@ def test_timing_is_at_width_64_unless_varied_widths_are_asked_for():
                     varied_widths=True)
     assert static.widths == {64}
     assert varied.widths == set(DYNAMIC_PROBE_WIDTHS)
+
+
+def test_listing_the_int8_candidates_imports_neither_nncf_nor_torch():
+    """A cached `score --precision auto` only needs to know NNCF is there; importing it (and torch) cost 1.5 s."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from tinybert_infer.plan.planner import candidate_plans; "
+            "plans = candidate_plans('int8', dynamic_model='TinyBERT_sim_dyn.onnx', batch_size=8, threads=2); "
+            "assert any(p.variant == 'openvino-int8' for p in plans); "
+            "print(sorted(m for m in ('nncf', 'torch') if m in sys.modules))")
+    import tinybert_infer
+
+    repo_root = str(Path(tinybert_infer.__file__).resolve().parents[1])
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=repo_root)
+    assert out.stdout.strip() == "[]"
