@@ -457,3 +457,17 @@ def test_score_tokenises_as_the_checkpoint_says_and_refuses_a_graph_of_other_set
                             "--output", tmp_path / "scored", "--output_dirname", "t")
     assert_error(code, err, DataError.exit_code, onnx, "do_lower_case=false", "do_lower_case=true")
     assert not (tmp_path / "scored" / "t").exists()
+
+
+def test_graph_metadata_is_read_as_onnx_reads_it_and_unreadable_files_give_none(tiny_exports, tmp_path):
+    import onnx
+
+    from tinybert_infer.models.specs import read_onnx_metadata
+
+    for report in (tiny_exports["static"], tiny_exports["dynamic"]):
+        expected = {p.key: p.value for p in onnx.load(str(report.sim_path), load_external_data=False).metadata_props}
+        assert expected and read_onnx_metadata(report.sim_path) == expected
+    garbage = tmp_path / "not.onnx"
+    garbage.write_bytes(b"\xff\xff\xff\xff not a protobuf")
+    assert read_onnx_metadata(garbage) == {}
+    assert read_onnx_metadata(tmp_path / "missing.onnx") == {}
