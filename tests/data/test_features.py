@@ -84,3 +84,16 @@ def test_preprocess_cli_and_script_paths(tmp_path, tiny_checkpoint, tiny_tsv):
     assert proc.returncode == 0, proc.stderr
     assert f"{len(SENTENCES)} labelled sentences" in proc.stdout
     assert json.loads((tmp_path / "bert_bin" / "manifest.json").read_text())["count"] == len(SENTENCES)
+
+
+def test_one_tokenizer_per_vocabulary_version(tmp_path, tiny_checkpoint):
+    import shutil
+
+    vocab = tmp_path / "vocab.txt"
+    shutil.copy(tiny_checkpoint / "vocab.txt", vocab)
+    first = make_tokenizer(vocab)
+    assert make_tokenizer(vocab) is first  # built once per process (0.44 s each)
+    lines = vocab.read_text().splitlines()
+    vocab.write_text("\n".join(lines + ["zzzznewword"]) + "\n")
+    changed = make_tokenizer(vocab)
+    assert changed is not first and len(changed) == len(first) + 1  # a changed file is read again

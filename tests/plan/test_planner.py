@@ -417,3 +417,28 @@ def test_the_accuracy_gate_leaves_out_low_precision_plans_that_lose_accuracy(mod
     kept, info = gate_plans(plans, AccuracyGate({}, labels, max_drop=0.005), "m.onnx")
     assert kept == plans[:1]  # -0.5 points kept, -1.0 point left out
     assert info["fp32_accuracy"] == 1.0 and info["accuracy"][plans[1].label()] == 0.99
+
+
+def test_a_cached_choice_never_reads_the_gate_sentences(models, tmp_path, monkeypatch):
+    import tinybert_infer.plan.planner as plan_module
+    from tinybert_infer.plan.planner import AccuracyGate
+
+    dyn = tmp_path / "TinyBERT_sim_dyn.onnx"
+    shutil.copy(models["dynamic"], dyn)
+    plans = [Plan("onnxruntime", str(dyn), "length", 4, "dynamic", pad_multiple=8, threads=1)]
+    monkeypatch.setattr(plan_module, "time_plans", lambda candidates, feats, **kw: (
+        {p.label(): [100.0] for p in candidates}, {p.label(): 0.1 for p in candidates}))
+    loads = []
+    labels = np.zeros(len(models["feats"]["input_ids"]), dtype=np.int64)
+
+    def gate(tag):
+        return AccuracyGate(max_drop=0.005, source="dev.tsv",
+                            load=lambda: loads.append(tag) or (models["feats"], labels))
+
+    first = make_plan(dynamic_model=dyn, precision="int8", batch_size=4, threads=1, candidates=plans,
+                      data=models["feats"], gate=gate("measured"), log=lambda s: None)
+    again = make_plan(dynamic_model=dyn, precision="int8", batch_size=4, threads=1, candidates=plans,
+                      data=models["feats"], gate=gate("cached"), log=lambda s: None)
+    assert first.selection["cached"] is False and again.selection["cached"] is True
+    assert loads == ["measured"]  # the cached answer did not tokenise the dev set
+    assert first.selection["accuracy_gate"]["source"] == "dev.tsv"

@@ -108,11 +108,23 @@ def read_tokenizer_json_vocab(path) -> dict:
 
 def make_tokenizer(vocab_file, settings: Optional[TokenizerSettings] = None):
     """transformers' BERT tokenizer on exactly this vocabulary (vocab.txt or tokenizer.json): basic + WordPiece,
-    with the switches of the tokenizer_config.json beside it (default: lower case, accents stripped)."""
+    with the switches of the tokenizer_config.json beside it (default: lower case, accents stripped).
+
+    One per (file version, switches) in a process: building it took 0.44 s, and a `score` run built three
+    (planner, accuracy gate, scorer). Callers only call it; nothing mutates it."""
+    settings = settings or read_tokenizer_settings(Path(vocab_file).parent)
+    try:
+        stat = os.stat(vocab_file)
+    except OSError:  # load_vocab names the file and the problem
+        return _build_tokenizer.__wrapped__(vocab_file, 0, 0, settings)
+    return _build_tokenizer(str(vocab_file), stat.st_mtime_ns, stat.st_size, settings)
+
+
+@functools.lru_cache(maxsize=4)
+def _build_tokenizer(vocab_file, _mtime_ns: int, _size: int, settings: TokenizerSettings):
     from transformers import BertTokenizer
 
     vocab = load_vocab(vocab_file)
-    settings = settings or read_tokenizer_settings(Path(vocab_file).parent)
     # transformers 5.x ignores a `vocab_file=` keyword; pass the vocabulary itself and check it was taken.
     # Without [MASK] in vocab.txt the tokenizer would add one past the embedding table; SST-2 never needs it.
     tokenizer = BertTokenizer(vocab=vocab, do_lower_case=settings.do_lower_case,
