@@ -442,3 +442,15 @@ def test_a_cached_choice_never_reads_the_gate_sentences(models, tmp_path, monkey
     assert first.selection["cached"] is False and again.selection["cached"] is True
     assert loads == ["measured"]  # the cached answer did not tokenise the dev set
     assert first.selection["accuracy_gate"]["source"] == "dev.tsv"
+
+
+def test_the_dev_gate_pickles_for_child_processes_and_reads_its_sentences_once(models, tiny_checkpoint):
+    import pickle
+
+    from tinybert_infer.models.checkpoint import VOCAB_FILE
+    from tinybert_infer.plan.planner import dev_gate
+
+    gate = pickle.loads(pickle.dumps(dev_gate(models["tsv"], tiny_checkpoint / VOCAB_FILE)))
+    feats, labels = gate.sentences()
+    assert feats["input_ids"].shape[0] == len(labels) == len(models["feats"]["input_ids"])
+    assert gate.sentences()[0] is feats

@@ -16,6 +16,7 @@ keyed by the models' sha256, batch, threads, precision, CPU and library versions
 
 from __future__ import annotations
 
+import functools
 import statistics
 import sys
 import time
@@ -271,18 +272,20 @@ class AccuracyGate:
 
 def dev_gate(tsv_path, vocab_file, max_drop: float = DEFAULT_MAX_DROP, max_seq_length: int = 64):
     """The gate on a labelled GLUE TSV (SST-2 dev.tsv); None when it is absent."""
-    from tinybert_infer.run.length import read_tsv_samples
-    from tinybert_infer.data.tsv import TsvReader
-
     tsv_path = Path(tsv_path)
     if not tsv_path.is_file():
         return None
+    # a partial of a module-level function: the gate travels to child processes (the real-job rows), so it pickles
+    return AccuracyGate(max_drop=max_drop, source=str(tsv_path),
+                        load=functools.partial(_read_gate_sentences, tsv_path, vocab_file, max_seq_length))
 
-    def load():
-        labels = np.array([int(ex.label) for ex in TsvReader(tsv_path)])
-        return read_tsv_samples(tsv_path, vocab_file, max_seq_length).feats, labels
 
-    return AccuracyGate(max_drop=max_drop, source=str(tsv_path), load=load)
+def _read_gate_sentences(tsv_path: Path, vocab_file, max_seq_length: int):
+    from tinybert_infer.run.length import read_tsv_samples
+    from tinybert_infer.data.tsv import TsvReader
+
+    labels = np.array([int(ex.label) for ex in TsvReader(tsv_path)])
+    return read_tsv_samples(tsv_path, vocab_file, max_seq_length).feats, labels
 
 
 def gate_plans(plans: Sequence[Plan], gate: AccuracyGate, dynamic_model, log=lambda s: None):
