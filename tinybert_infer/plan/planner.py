@@ -338,17 +338,16 @@ def candidate_plans(precision: str, *, dynamic_model, batch_size: int, threads: 
     packed = packed_model_beside(dyn)
     for name in _dynamic_variants(precision):
         path = str(artefact_path(dyn, name))
-        if name.startswith("openvino") and packed is not None:
-            # int8 packed: two streams first. Its GEMMs are short, so one request over two threads spends more of
-            # its time synchronising; two single-threaded requests ran 8-10 % faster (AVX2 and AVX512-VNNI hosts),
-            # while fp32/bf16 ran 4-6 % faster with one stream.
-            for streams in (sorted({1, two}, reverse=True) if variant(name).precision == "int8" else sorted({1, two})):
+        if packed is not None and (name.startswith("openvino") or name == "onnxruntime-int8-dynamic"):
+            # Packed first (ORT int8: 888 against 757 sentences/s length-aware, AVX512-VNNI host). OpenVINO int8
+            # tries two streams first: its GEMMs are short, so one request over two threads spends more of its
+            # time synchronising; two single-threaded requests ran 8-10 % faster (AVX2 and AVX512-VNNI hosts),
+            # while fp32/bf16 ran 4-6 % faster with one stream. ORT has no streams.
+            streams_order = ([1] if not name.startswith("openvino") else
+                             sorted({1, two}, reverse=variant(name).precision == "int8"))
+            for streams in streams_order:
                 plans.append(Plan(name, str(artefact_path(packed, name)), "packed", packed_rows(batch_size),
                                   "fixed", streams=streams, threads=threads))
-        if name == "onnxruntime-int8-dynamic" and packed is not None:
-            # Packed first: 888 against 757 sentences/s length-aware (shared checkpoint, AVX512-VNNI host).
-            plans.append(Plan(name, str(artefact_path(packed, name)), "packed", packed_rows(batch_size), "fixed",
-                              threads=threads))
         if name.startswith("openvino"):
             for streams in sorted({1, two}):
                 plans.append(Plan(name, path, "length", batch_size, "per_length",
