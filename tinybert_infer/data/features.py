@@ -106,12 +106,12 @@ def read_tokenizer_json_vocab(path) -> dict:
     return vocab
 
 
-def make_tokenizer(vocab_file, settings: Optional[TokenizerSettings] = None):
-    """transformers' BERT tokenizer on exactly this vocabulary (vocab.txt or tokenizer.json): basic + WordPiece,
-    with the switches of the tokenizer_config.json beside it (default: lower case, accents stripped).
+def make_tokenizer(vocab_file, settings: Optional[TokenizerSettings] = None) -> "WordPieceTokenizer":
+    """BERT's tokenizer on exactly this vocabulary (vocab.txt or tokenizer.json): basic + WordPiece, with the
+    switches of the tokenizer_config.json beside it (default: lower case, accents stripped).
 
-    One per (file version, switches) in a process: building it took 0.44 s, and a `score` run built three
-    (planner, accuracy gate, scorer). Callers only call it; nothing mutates it."""
+    One per (file version, switches) in a process: a `score` run asks for it three times (planner, accuracy
+    gate, scorer). Callers only call it; nothing mutates it."""
     settings = settings or read_tokenizer_settings(Path(vocab_file).parent)
     try:
         stat = os.stat(vocab_file)
@@ -121,32 +121,67 @@ def make_tokenizer(vocab_file, settings: Optional[TokenizerSettings] = None):
 
 
 @functools.lru_cache(maxsize=4)
-def _build_tokenizer(vocab_file, _mtime_ns: int, _size: int, settings: TokenizerSettings):
-    from transformers import BertTokenizer
-
-    vocab = load_vocab(vocab_file)
-    # transformers 5.x ignores a `vocab_file=` keyword; pass the vocabulary itself and check it was taken.
-    # Without [MASK] in vocab.txt the tokenizer would add one past the embedding table; SST-2 never needs it.
-    tokenizer = BertTokenizer(vocab=vocab, do_lower_case=settings.do_lower_case,
-                              strip_accents=settings.strip_accents,
-                              tokenize_chinese_chars=settings.tokenize_chinese_chars,
-                              mask_token="[MASK]" if "[MASK]" in vocab else None)
-    if len(tokenizer) != len(vocab) or tokenizer.cls_token_id != vocab["[CLS]"]:
-        raise DataError(f"{vocab_file}: tokenizer did not load this vocabulary")
-    return tokenizer
+def _build_tokenizer(vocab_file, _mtime_ns: int, _size: int, settings: TokenizerSettings) -> "WordPieceTokenizer":
+    return WordPieceTokenizer(vocab_file, load_vocab(vocab_file), settings)
 
 
-def encode(tokenizer, texts: Sequence[str], max_seq_length: int = SEQ_LEN) -> dict:
-    """[CLS] tokens[:max-2] [SEP], zero padded; segment ids 0. Returns int64 arrays [n, max_seq_length]."""
-    enc = tokenizer(
-        list(texts), max_length=max_seq_length, truncation=True, padding="max_length",
-        return_token_type_ids=True, return_attention_mask=True,
-    )
-    return {
-        "input_ids": np.asarray(enc["input_ids"], dtype=np.int64),
-        "segment_ids": np.asarray(enc["token_type_ids"], dtype=np.int64),
-        "input_mask": np.asarray(enc["attention_mask"], dtype=np.int64),
-    }
+# The special tokens transformers' BertTokenizer registers (matched in raw text before normalisation).
+SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+REQUIRED_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]")
+
+
+class WordPieceTokenizer:
+    """The `tokenizers` pipeline that transformers' BertTokenizer builds (in transformers 5 it is a wrapper over
+    exactly this: BertNormalizer, BertPreTokenizer, WordPiece, [CLS] $A [SEP], the special tokens as added
+    tokens), built directly: importing transformers took 0.9 s of a 2.6 s cached `score` on SST-2 dev.
+    tests/data/test_tokenizer.py checks every switch against transformers' ids. [MASK] is registered only
+    when the vocabulary has it (otherwise it would get an id past the embedding table; SST-2 never needs it)."""
+
+    def __init__(self, vocab_file, vocab: dict, settings: TokenizerSettings):
+        from tokenizers import AddedToken, Tokenizer, normalizers, pre_tokenizers, processors
+        from tokenizers.models import WordPiece
+
+        missing = [t for t in REQUIRED_TOKENS if t not in vocab]
+        if missing:
+            raise DataError(f"{vocab_file}: the vocabulary has no {', '.join(missing)} token (a BERT vocabulary "
+                            f"needs {', '.join(REQUIRED_TOKENS)})")
+        self.vocab_size = len(vocab)
+        self.pad_token_id, self.cls_token_id = vocab["[PAD]"], vocab["[CLS]"]
+        tokenizer = Tokenizer(WordPiece(vocab, unk_token="[UNK]", max_input_chars_per_word=100))
+        tokenizer.normalizer = normalizers.BertNormalizer(
+            clean_text=True, handle_chinese_chars=settings.tokenize_chinese_chars,
+            strip_accents=settings.strip_accents, lowercase=settings.do_lower_case)
+        tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+        tokenizer.add_special_tokens([AddedToken(t, normalized=False, special=True)
+                                      for t in SPECIAL_TOKENS if t in vocab])
+        tokenizer.post_processor = processors.TemplateProcessing(
+            single="[CLS]:0 $A:0 [SEP]:0", pair="[CLS]:0 $A:0 [SEP]:0 $B:1 [SEP]:1",
+            special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])])
+        self._tokenizer = tokenizer
+
+    def __len__(self) -> int:
+        return self.vocab_size
+
+    def token_ids(self, texts: Sequence[str], max_length: int) -> list[list[int]]:
+        """[CLS] tokens [SEP] per text, truncated to max_length ids in all (the word pieces cut, [SEP] kept, as
+        transformers' truncation=True does), unpadded."""
+        rows = [e.ids for e in self._tokenizer.encode_batch(list(texts))]
+        return [ids if len(ids) <= max_length else ids[:max_length - 1] + ids[-1:] for ids in rows]
+
+    def tokenize(self, text: str) -> list[str]:
+        """The word pieces of one text, without [CLS]/[SEP] (as transformers' tokenize)."""
+        return self._tokenizer.encode(text, add_special_tokens=False).tokens
+
+
+def encode(tokenizer: WordPieceTokenizer, texts: Sequence[str], max_seq_length: int = SEQ_LEN) -> dict:
+    """[CLS] tokens[:max-2] [SEP], padded with [PAD]; segment ids 0. Returns int64 arrays [n, max_seq_length]."""
+    rows = tokenizer.token_ids(texts, max_seq_length)
+    ids = np.full((len(rows), max_seq_length), tokenizer.pad_token_id, np.int64)
+    mask = np.zeros((len(rows), max_seq_length), np.int64)
+    for row, tokens in enumerate(rows):
+        ids[row, :len(tokens)] = tokens
+        mask[row, :len(tokens)] = 1
+    return {"input_ids": ids, "segment_ids": np.zeros_like(ids), "input_mask": mask}
 
 
 def _chunks(items: Iterable, size: int) -> Iterator[list]:

@@ -25,7 +25,7 @@ from tinybert_infer.backends.base import Backend
 from tinybert_infer.data.features import folder_dtype, list_input_files, make_tokenizer, path_prefix, read_samples
 from tinybert_infer.errors import DataError, UsageError
 from tinybert_infer.run.inference import RunReport, Slot, resolve_batch_size, build_summary, check_run_options, execute
-from tinybert_infer.layout import IDS_NAME, INPUT_NAMES, MASK_NAME, SEGMENTS_NAME, SEQ_LEN, sample_file_name
+from tinybert_infer.layout import IDS_NAME, INPUT_NAMES, MASK_NAME, SEQ_LEN, sample_file_name
 
 MODES = ("dynamic_length", "static")
 TOKENIZE_CHUNK = 512
@@ -182,20 +182,16 @@ def read_tsv_samples(tsv_path, vocab_file, max_seq_length: int = SEQ_LEN) -> Sam
     tokenizer = make_tokenizer(vocab_file)
     reader = TsvReader(tsv_path, label_set=None)  # labels are not needed to infer
     ids: List[List[int]] = []
-    segments: List[List[int]] = []
     lines: List[int] = []
     examples = iter(reader)
     while chunk := list(islice(examples, TOKENIZE_CHUNK)):
-        enc = tokenizer([ex.text for ex in chunk], max_length=max_seq_length, truncation=True, padding=False,
-                        return_token_type_ids=True, return_attention_mask=False)
-        ids += enc["input_ids"]
-        segments += enc["token_type_ids"]
+        ids += tokenizer.token_ids([ex.text for ex in chunk], max_seq_length)
         lines += [ex.line for ex in chunk]
     lengths = np.array([len(row) for row in ids], dtype=np.int64)
+    # Padding is masked out, so 0 will do; one sentence: segment ids 0.
     feats = {name: np.zeros((len(ids), max_seq_length), np.int64) for name in INPUT_NAMES}
-    for row, (tokens, segs) in enumerate(zip(ids, segments)):
+    for row, tokens in enumerate(ids):
         feats[IDS_NAME][row, :len(tokens)] = tokens
-        feats[SEGMENTS_NAME][row, :len(segs)] = segs
         feats[MASK_NAME][row, :len(tokens)] = 1
     names = [sample_file_name(i) for i in range(len(ids))]
 

@@ -105,7 +105,7 @@ def _read_fn(shard: Shard, shard_id: int, labels, chunk_rows: int):
 class ScoreActor:
     """Holds one scorer (model + tokenizer) built from the driver's plan; scores the chunks of one block per
     call, each as the local engine scores it. With more than one CPU, the next chunk is tokenised in a thread
-    while the runtime infers this one (tokenising holds the GIL, inference releases it), so the actor's CPUs
+    while the runtime infers this one (inference releases the GIL), so the actor's CPUs
     are not left idle during the tokenizer's single-threaded share of the work."""
 
     def __init__(self, plan: dict):

@@ -131,7 +131,7 @@ class Scorer:
         return self.infer(self.encode(texts))
 
     def encode(self, texts: Sequence[str]) -> dict:
-        """Tokenise (pure Python: holds the GIL); infer() runs the features (the runtime releases it)."""
+        """Tokenise (data.features.WordPieceTokenizer); infer() runs the features (the runtime releases the GIL)."""
         return encode(self.tokenizer, list(texts), self.backend.seq_len or self.plan["max_seq_length"])
 
     def infer(self, feats: dict) -> np.ndarray:
