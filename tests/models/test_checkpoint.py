@@ -471,3 +471,37 @@ def test_graph_metadata_is_read_as_onnx_reads_it_and_unreadable_files_give_none(
     garbage.write_bytes(b"\xff\xff\xff\xff not a protobuf")
     assert read_onnx_metadata(garbage) == {}
     assert read_onnx_metadata(tmp_path / "missing.onnx") == {}
+
+
+def test_graph_metadata_is_found_past_the_graph_reading_only_its_records(tiny_exports, tmp_path, monkeypatch):
+    """The reader seeks over the other top-level fields: metadata written after a large graph is still found,
+    with only a few hundred bytes read; a file cut short or with a record past its end gives {}."""
+    import builtins
+
+    import onnx
+
+    from tinybert_infer.models.specs import read_onnx_metadata
+
+    model = onnx.load(str(tiny_exports["dynamic"].sim_path), load_external_data=False)
+    model.graph.doc_string = "x" * 2_000_000  # a big graph field before metadata_props, as real weights are
+    onnx.helper.set_model_props(model, {"a": "1", "b": "é"})
+    path = tmp_path / "big.onnx"
+    data = model.SerializeToString()
+    path.write_bytes(data)
+    read = []
+    real_open = builtins.open
+
+    def counting_open(file, mode="r", *args, **kwargs):
+        handle = real_open(file, mode, *args, **kwargs)
+        if str(file) == str(path):
+            original = handle.read
+            handle.read = lambda n=-1: read.append(n) or original(n)
+        return handle
+
+    monkeypatch.setattr(builtins, "open", counting_open)
+    assert read_onnx_metadata(path) == {"a": "1", "b": "é"}
+    monkeypatch.undo()
+    assert 0 < sum(n for n in read if n > 0) < 1000 and -1 not in read
+    for cut in (len(data) - 3, len(data) // 2):
+        path.write_bytes(data[:cut])
+        assert read_onnx_metadata(path) == {}

@@ -9,7 +9,7 @@ import shutil
 import numpy as np
 import pytest
 
-from conftest import run_cli_in_process
+from conftest import ROOT, run_cli_in_process
 from tinybert_infer.run.length import read_tsv_samples
 from tinybert_infer.errors import UsageError
 from tinybert_infer.layout import SELECTION_CACHE_NAME
@@ -454,3 +454,19 @@ def test_the_dev_gate_pickles_for_child_processes_and_reads_its_sentences_once(m
     feats, labels = gate.sentences()
     assert feats["input_ids"].shape[0] == len(labels) == len(models["feats"]["input_ids"])
     assert gate.sentences()[0] is feats
+
+
+def test_runtime_versions_key_is_the_runtimes_own_versions_without_importing_them():
+    import subprocess
+    import sys
+
+    import onnxruntime
+    import openvino
+
+    from tinybert_infer.plan.select import runtime_versions_key
+
+    assert runtime_versions_key() == f"ort{onnxruntime.__version__}-ov{openvino.__version__.split('-')[0]}"
+    code = ("import sys; from tinybert_infer.plan.select import runtime_versions_key; runtime_versions_key(); "
+            "assert 'openvino' not in sys.modules and 'onnxruntime' not in sys.modules")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
