@@ -286,17 +286,6 @@ def check_dynamic_axes(path: Path) -> None:
             raise ExportError(f"{path}: input {value.name} has fixed shape {shown}, expected dynamic batch and sequence")
 
 
-def has_dynamic_sequence(onnx_path: Path) -> bool:
-    """Whether the model's first input has a symbolic sequence axis (TinyBERT_sim_dyn.onnx) or a fixed one."""
-    import onnx
-
-    try:
-        dims = onnx.load(str(onnx_path), load_external_data=False).graph.input[0].type.tensor_type.shape.dim
-    except Exception:  # unreadable: loading it into a runtime reports that, as one line, right after
-        return False
-    return len(dims) > 1 and not dims[1].HasField("dim_value")
-
-
 def max_logit_difference_dynamic(model, onnx_path: Path, feats: dict, lengths=DYNAMIC_CHECK_LENGTHS,
                                  batches=DYNAMIC_CHECK_BATCHES) -> dict:
     """Worst |logit diff| vs PyTorch per (sequence length, batch) pair, all through one ORT session."""

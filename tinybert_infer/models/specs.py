@@ -8,8 +8,6 @@ the checkpoint's config.json (or the user's --head) can tell them apart.
 
 from __future__ import annotations
 
-import functools
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
@@ -91,83 +89,10 @@ def resolve_spec(raw_config: dict, config_path: Path, override: Optional[str] = 
 
 
 def read_onnx_metadata(onnx_path) -> dict:
-    """A graph's metadata_props ({} when unreadable, or for an ONNX this project did not export).
+    """A graph's metadata_props ({} when unreadable, or for an ONNX this project did not export)."""
+    from tinybert_infer.onnxfile import read_metadata
 
-    Parsed with protobuf against just that field of onnx.proto (ModelProto.metadata_props = 14, a repeated
-    StringStringEntryProto {key = 1, value = 2}): `import onnx` costs ~0.9 s (its ml_dtypes extension), which
-    every score/infer run paid only to read these strings. Only those records are read: the others (the graph,
-    ~90 MB of weights, comes before them) are seeked over, so this reads a few KB instead of the whole file
-    (0.14 s of a cached `score` run, twice)."""
-    from google.protobuf.message import DecodeError
-
-    try:
-        with open(onnx_path, "rb") as handle:
-            records = _top_level_records(handle, os.fstat(handle.fileno()).st_size, _METADATA_FIELD)
-        model = _metadata_only_model_class()()
-        model.ParseFromString(records)
-    except (OSError, DecodeError, ValueError):  # unreadable: loading it into a runtime reports that, as one line
-        return {}
-    return {p.key: p.value for p in model.metadata_props}
-
-
-_METADATA_FIELD = 14  # ModelProto.metadata_props
-_VARINT, _FIXED64, _LENGTH_DELIMITED, _FIXED32 = 0, 1, 2, 5
-
-
-def _read_varint(handle) -> tuple[int, bytes]:
-    """(value, its bytes) of the protobuf varint at the handle's position; ValueError at EOF or past 10 bytes."""
-    raw = bytearray()
-    value = 0
-    while True:
-        byte = handle.read(1)
-        if not byte or len(raw) == 10:
-            raise ValueError("truncated or invalid varint")
-        raw += byte
-        value |= (byte[0] & 0x7F) << (7 * (len(raw) - 1))
-        if not byte[0] & 0x80:
-            return value, bytes(raw)
-
-
-def _top_level_records(handle, size: int, wanted: int) -> bytes:
-    """Every top-level record of field `wanted` (tag, length and payload, in file order) of the protobuf message
-    that the file holds, seeking over the other fields; ValueError when the file is not such a message."""
-    out = bytearray()
-    while handle.tell() < size:
-        tag, tag_bytes = _read_varint(handle)
-        field, wire = tag >> 3, tag & 7
-        if wire == _VARINT:
-            _read_varint(handle)
-            continue
-        if wire in (_FIXED64, _FIXED32):
-            length, length_bytes = (8 if wire == _FIXED64 else 4), b""
-        elif wire == _LENGTH_DELIMITED:
-            length, length_bytes = _read_varint(handle)
-        else:  # groups (unused by onnx.proto) or not protobuf at all
-            raise ValueError(f"wire type {wire}")
-        if handle.tell() + length > size:
-            raise ValueError("record past the end of the file")
-        if field == wanted and wire == _LENGTH_DELIMITED:
-            out += tag_bytes + length_bytes + handle.read(length)
-        else:
-            handle.seek(length, os.SEEK_CUR)
-    return bytes(out)
-
-
-@functools.lru_cache(maxsize=None)
-def _metadata_only_model_class():
-    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
-
-    F = descriptor_pb2.FieldDescriptorProto
-    proto = descriptor_pb2.FileDescriptorProto(name="tinybert_onnx_metadata.proto", package="tinybert_onnx_metadata")
-    entry = proto.message_type.add(name="StringStringEntryProto")
-    entry.field.add(name="key", number=1, type=F.TYPE_STRING, label=F.LABEL_OPTIONAL)
-    entry.field.add(name="value", number=2, type=F.TYPE_STRING, label=F.LABEL_OPTIONAL)
-    model = proto.message_type.add(name="ModelProto")
-    model.field.add(name="metadata_props", number=14, type=F.TYPE_MESSAGE, label=F.LABEL_REPEATED,
-                    type_name=".tinybert_onnx_metadata.StringStringEntryProto")
-    pool = descriptor_pool.DescriptorPool()
-    pool.Add(proto)
-    return message_factory.GetMessageClass(pool.FindMessageTypeByName("tinybert_onnx_metadata.ModelProto"))
+    return read_metadata(onnx_path)
 
 
 def checkpoint_record(checkpoint) -> dict:

@@ -118,6 +118,15 @@ def calibration_loader(checkpoint_dir, tsv, batch: int, packed_rows: Optional[in
     return load
 
 
+def has_dynamic_sequence(onnx_path) -> bool:
+    """Whether the model's first input has a symbolic sequence axis (TinyBERT_sim_dyn.onnx) or a fixed one
+    (False when unreadable: loading it into a runtime reports that, as one line, right after)."""
+    from tinybert_infer.onnxfile import read_input_dims
+
+    dims = next(iter((read_input_dims(onnx_path) or {}).values()), [])
+    return len(dims) > 1 and not isinstance(dims[1], int)
+
+
 def choose_backend(sim_path, *, batch_size: Optional[int] = None, threads: Optional[int] = None,
                    precision: str = "fp32", checkpoint_dir=None, calibration_tsv=None,
                    policy: TimingPolicy = SELECT_ROUND, log: Callable[[str], None] = print) -> SelectedBackend:
@@ -127,8 +136,6 @@ def choose_backend(sim_path, *, batch_size: Optional[int] = None, threads: Optio
     require_model(sim)
     # A dynamic-shape model is timed on the varied widths length-aware batching feeds it, each runtime with the
     # streams it would run them with (dynamic.default_streams); a static one at 64.
-    from tinybert_infer.export.onnx import has_dynamic_sequence
-
     varied = has_dynamic_sequence(sim)
 
     def streams_for(name: str) -> int:
