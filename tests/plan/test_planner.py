@@ -470,3 +470,81 @@ def test_runtime_versions_key_is_the_runtimes_own_versions_without_importing_the
             "assert 'openvino' not in sys.modules and 'onnxruntime' not in sys.modules")
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_pick_with_a_lazy_gate_equals_pick_over_the_admitted_plans():
+    """pick asks the gate only for the plans its answer depends on, and answers as if it had gated all first."""
+    rng = np.random.default_rng(0)
+    plans = [Plan("onnxruntime", f"m{i}.onnx", "length", 4, "dynamic") for i in range(6)]
+    for _ in range(300):
+        medians = {p.label(): float(rng.uniform(50, 150)) for p in plans}
+        setup = {p.label(): float(rng.uniform(0, 3)) for p in plans}
+        admitted = {p.label() for p in plans if rng.random() < 0.6}
+        for job_size in (None, 872, 100_000):
+            asked = []
+            lazy = pick(plans, medians, 0.1, setup, job_size,
+                        admit=lambda p: asked.append(p.label()) or p.label() in admitted)
+            eager = [p for p in plans if p.label() in admitted]
+            assert lazy == (pick(eager, medians, 0.1, setup, job_size) if eager else None)
+            assert len(asked) <= len(plans) * 2
+
+
+def test_the_gate_scores_only_the_plans_the_choice_needs_and_caches_their_verdicts(models, tmp_path, monkeypatch):
+    import tinybert_infer.plan.planner as plan_module
+    from tinybert_infer.plan.planner import AccuracyGate
+
+    dyn = tmp_path / "TinyBERT_sim_dyn.onnx"
+    shutil.copy(models["dynamic"], dyn)
+    labels = np.array([0, 1] * 100)
+    plans = [Plan("onnxruntime-int8-dynamic", str(dyn), "length", 4, "dynamic", pad_multiple=m, threads=1)
+             for m in (2, 4, 8, 16)]
+    # samples/s: the preferred plan (pad 2) slow, pad 4 fastest but 1 point off, pad 8 next, pad 16 slowest
+    rates = dict(zip([p.label() for p in plans], (100.0, 200.0, 180.0, 90.0)))
+    wrong = dict(zip([p.label() for p in plans], (0, 2, 1, 0)))
+    scored = []
+
+    class Fake:
+        def __init__(self, plan):
+            self.plan = plan
+
+        def score(self, feats):
+            scored.append(self.plan.label())
+            predicted = labels.copy()
+            predicted[:wrong.get(self.plan.label(), 0)] ^= 1
+            return np.eye(2, dtype=np.float32)[predicted]
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            pass
+
+    monkeypatch.setattr(plan_module, "open_plan", Fake)
+    monkeypatch.setattr(plan_module, "time_plans", lambda candidates, feats, **kw: (
+        {p.label(): [rates[p.label()]] for p in candidates}, {p.label(): 0.5 for p in candidates}))
+    gate = AccuracyGate({}, labels, max_drop=0.005, source="dev.tsv")
+    logs = []
+    first = make_plan(dynamic_model=dyn, precision="int8", batch_size=4, threads=1, candidates=plans,
+                      data=models["feats"], gate=gate, log=logs.append)
+    assert first.plan == plans[2]  # the fastest plan within the gate
+    reference = [s for s in scored if s.startswith("onnxruntime length")]
+    assert len(reference) == 1 and sorted(set(scored) - set(reference)) == sorted(p.label() for p in plans[:3])
+    assert plans[3].label() not in scored  # slower than the choice and not preferred: never scored
+    assert any("outside the gate, left out" in line for line in logs)
+    gate_info = first.selection["accuracy_gate"]
+    assert set(gate_info["accuracy"]) == {p.label() for p in plans[:3]} and gate_info["fp32_accuracy"] == 1.0
+
+    # A later job size whose choice needs the verdict on pad 16 (its setup is lower) scores it once, then caches it.
+    cache_file = dyn.parent / "tinybert_backend_choice.json"
+    cache = json.loads(cache_file.read_text())
+    (entry,) = cache.values()
+    entry["setup_s"] = dict(entry["setup_s"], **{plans[3].label(): 0.0}, **{p.label(): 20.0 for p in plans[:3]})
+    cache_file.write_text(json.dumps(cache))
+    scored.clear()
+    small = make_plan(dynamic_model=dyn, precision="int8", batch_size=4, threads=1, candidates=plans,
+                      data=models["feats"], gate=gate, job_size=100, log=logs.append)
+    assert small.selection["cached"] is True and small.plan == plans[3] and scored == [plans[3].label()]
+    scored.clear()
+    again = make_plan(dynamic_model=dyn, precision="int8", batch_size=4, threads=1, candidates=plans,
+                      data=models["feats"], gate=gate, job_size=100, log=logs.append)
+    assert again.plan == plans[3] and scored == []

@@ -288,23 +288,47 @@ def _read_gate_sentences(tsv_path: Path, vocab_file, max_seq_length: int):
     return read_tsv_samples(tsv_path, vocab_file, max_seq_length).feats, labels
 
 
-def gate_plans(plans: Sequence[Plan], gate: AccuracyGate, dynamic_model, log=lambda s: None):
-    """The plans whose accuracy on the gate's sentences is within max_drop of exact fp32 (ONNX Runtime as
-    exported, on the dynamic model); and every plan's accuracy."""
-    reference_plan = Plan("onnxruntime", str(dynamic_model), "length", plans[0].batch_size, "dynamic",
-                          threads=plans[0].threads)
-    accuracies = {}
-    feats, labels = gate.sentences()
-    for plan in [reference_plan, *plans]:
+class GateCheck:
+    """The accuracy gate, applied to a plan only when a choice needs its verdict (pick asks in the order it
+    decides): scoring every candidate on SST-2 dev took ~50 s of a 3-minute first `score --precision auto`,
+    for a choice that reads one or two of them. The fp32 reference (ONNX Runtime as exported, on the dynamic
+    model) is scored once, on first use. known: a cached entry's accuracy_gate, whose verdicts are reused."""
+
+    def __init__(self, gate: AccuracyGate, dynamic_model, known: Optional[dict] = None, log=lambda s: None):
+        self.gate, self.dynamic_model, self.log = gate, dynamic_model, log
+        known = known or {}
+        self.reference: Optional[float] = known.get("fp32_accuracy")
+        self.accuracy: Dict[str, float] = dict(known.get("accuracy") or {})
+        self.scored = 0  # plans scored by this check (not known before)
+
+    def _accuracy(self, plan: Plan) -> float:
+        feats, labels = self.gate.sentences()
         with open_plan(plan) as executor:
-            accuracies[plan.label()] = float(np.mean(executor.score(feats).argmax(1) == labels))
-    reference = accuracies.pop(reference_plan.label())
-    kept = [p for p in plans if reference - accuracies[p.label()] <= gate.max_drop + 1e-12]
-    for plan in plans:
-        log(f"[plan] {plan.label()}: accuracy {accuracies[plan.label()]:.4f} (fp32 {reference:.4f})"
-            f"{'' if plan in kept else ': outside the gate, left out'}")
-    return kept, {"fp32_accuracy": reference, "accuracy": accuracies, "max_drop": gate.max_drop,
-                  "source": gate.source}
+            return float(np.mean(executor.score(feats).argmax(1) == labels))
+
+    def passes(self, plan: Plan) -> bool:
+        label = plan.label()
+        if self.reference is None:
+            self.reference = self._accuracy(Plan("onnxruntime", str(self.dynamic_model), "length", plan.batch_size,
+                                                 "dynamic", threads=plan.threads))
+        if label not in self.accuracy:
+            self.accuracy[label] = self._accuracy(plan)
+            self.scored += 1
+            inside = self.reference - self.accuracy[label] <= self.gate.max_drop + 1e-12
+            self.log(f"[plan] {label}: accuracy {self.accuracy[label]:.4f} (fp32 {self.reference:.4f})"
+                     f"{'' if inside else ': outside the gate, left out'}")
+        return self.reference - self.accuracy[label] <= self.gate.max_drop + 1e-12
+
+    def info(self) -> dict:
+        return {"fp32_accuracy": self.reference, "accuracy": dict(self.accuracy), "max_drop": self.gate.max_drop,
+                "source": self.gate.source}
+
+
+def gate_plans(plans: Sequence[Plan], gate: AccuracyGate, dynamic_model, log=lambda s: None):
+    """Every plan through the gate: the ones within max_drop of exact fp32, and every plan's accuracy."""
+    check = GateCheck(gate, dynamic_model, log=log)
+    kept = [p for p in plans if check.passes(p)]
+    return kept, check.info()
 
 
 @dataclass
@@ -482,19 +506,25 @@ def time_plans(plans: Sequence[Plan], feats: dict, *, rounds: int = TIMING_ROUND
 
 
 def pick(plans: Sequence[Plan], medians: Dict[str, float], margin: float = SWITCH_MARGIN,
-         setup_s: Optional[Dict[str, float]] = None, job_size: Optional[int] = None) -> Plan:
+         setup_s: Optional[Dict[str, float]] = None, job_size: Optional[int] = None,
+         admit: Optional[Callable[[Plan], bool]] = None) -> Optional[Plan]:
     """The first (preferred) plan, unless another beats it by more than the margin: on samples/s, or, for a job
     of `job_size` sentences, on its whole time (setup + job_size / samples/s). A per_length plan compiles each
     shape it meets (4 s for the shared checkpoint's 14): on SST-2 dev's 872 sentences that outweighs a 10 %
-    faster steady state, on a corpus of 100,000 it does not."""
+    faster steady state, on a corpus of 100,000 it does not.
+    admit (the accuracy gate): only admitted plans count. It is asked lazily, fastest first and then in order of
+    preference, so the answer is the same as over the admitted plans alone; None when no plan is admitted."""
     if job_size is None or setup_s is None:
         def cost(plan):
             return 1.0 / medians[plan.label()]
     else:
         def cost(plan):
             return setup_s.get(plan.label(), 0.0) + job_size / medians[plan.label()]
-    preferred = plans[0]
-    best = min(plans, key=cost)
+    admit = admit or (lambda plan: True)
+    best = next((p for p in sorted(plans, key=cost) if admit(p)), None)  # sorted is stable: min's tie order
+    preferred = next((p for p in plans if admit(p)), None)
+    if best is None:
+        return None
     return best if cost(preferred) > cost(best) * (1.0 + margin) else preferred
 
 
@@ -549,34 +579,45 @@ def make_plan(*, dynamic_model, precision: str = "fp32", batch_size: int = 32, t
     cache = read_selection_cache(cache_file) if use_cache else {}
     entry = cache.get(key)
     labels = {p.label(): p for p in plans}
+    def save(entry: dict) -> None:
+        if use_cache:
+            cache[key] = entry
+            try:
+                write_json_atomic(cache_file, cache)
+            except OSError:
+                pass  # a read-only model folder: measured again next time
+
+    def no_plan_within_the_gate():
+        return UsageError(f"no {precision} plan is within {gate.max_drop * 100:g} points of fp32 accuracy on "
+                          f"{gate.source}: use --precision fp32")
+
     if isinstance(entry, dict) and entry.get("plan", {}).get("label") in labels:
         timed = [p for p in plans if p.label() in entry.get("samples_per_s", {})]
-        chosen = (pick(timed, entry["samples_per_s"], entry.get("margin", margin), entry["setup_s"], job_size)
-                  if job_size and entry.get("setup_s") and timed else labels[entry["plan"]["label"]])
+        chosen = labels[entry["plan"]["label"]]
+        if job_size and entry.get("setup_s") and timed:
+            check = GateCheck(gate, dyn, known=entry.get("accuracy_gate"), log=log) if gated else None
+            chosen = pick(timed, entry["samples_per_s"], entry.get("margin", margin), entry["setup_s"], job_size,
+                          admit=check.passes if check else None) or chosen
+            if check is not None and check.scored:  # a verdict this job size needed for the first time
+                entry = dict(entry, accuracy_gate=check.info())
+                save(entry)
         return Choice(chosen, dict(entry, plan=chosen.to_dict(), job_size=job_size, cached=True,
                                    cache_file=str(cache_file)))
-    gate_info = None
-    if gated:
-        plans, gate_info = gate_plans(plans, gate, dyn, log=log)
-        if not plans:
-            raise UsageError(f"no {precision} plan is within {gate.max_drop * 100:g} points of fp32 accuracy on "
-                             f"{gate.source}: use --precision fp32")
+    check = GateCheck(gate, dyn, log=log) if gated else None
+    admit = check.passes if check else None
     feats = timing_subset(feats, _lengths(feats))
     rates, setup = time_plans(plans, feats, rounds=rounds, log=log)
     medians = {k: statistics.median(v) for k, v in rates.items()}
-    steady = pick(plans, medians, margin)
+    steady = pick(plans, medians, margin, admit=admit)
+    chosen = pick(plans, medians, margin, setup, job_size, admit=admit)  # without a job size: the steady one
+    if steady is None or chosen is None:
+        raise no_plan_within_the_gate()
     entry = {"plan": steady.to_dict(), "plan_for_long_runs": steady.label(),
              "samples_per_s": {k: round(v, 1) for k, v in medians.items()},
              "setup_s": {k: round(v, 2) for k, v in setup.items()}, "rounds": rounds, "sweeps": TIMING_SWEEPS,
              "margin": margin, "timing_samples": len(feats[IDS_NAME]),
-             "preferred": plans[0].label(), "accuracy_gate": gate_info}
-    if use_cache:
-        cache[key] = entry
-        try:
-            write_json_atomic(cache_file, cache)
-        except OSError:
-            pass  # a read-only model folder: measured again next time
-    chosen = pick(plans, medians, margin, setup, job_size)  # without a job size: the steady choice
+             "preferred": plans[0].label(), "accuracy_gate": check.info() if check else None}
+    save(entry)
     log(f"[plan] chose {chosen.label()} for {precision}"
         + (f" and {job_size} sentences (setup counted; {steady.label()} for a long run)" if chosen != steady else "")
         + f" (cached in {cache_file})")
