@@ -125,9 +125,10 @@ def _build_tokenizer(vocab_file, _mtime_ns: int, _size: int, settings: Tokenizer
     return WordPieceTokenizer(vocab_file, load_vocab(vocab_file), settings)
 
 
-# The special tokens transformers' BertTokenizer registers (matched in raw text before normalisation).
-SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+# The tokens a BERT vocabulary must have, and the special tokens transformers' BertTokenizer registers as added
+# tokens (matched in the raw text, before normalisation).
 REQUIRED_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]")
+ADDED_TOKENS = REQUIRED_TOKENS + ("[MASK]",)
 
 
 class WordPieceTokenizer:
@@ -153,7 +154,7 @@ class WordPieceTokenizer:
             strip_accents=settings.strip_accents, lowercase=settings.do_lower_case)
         tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
         tokenizer.add_special_tokens([AddedToken(t, normalized=False, special=True)
-                                      for t in SPECIAL_TOKENS if t in vocab])
+                                      for t in ADDED_TOKENS if t in vocab])
         tokenizer.post_processor = processors.TemplateProcessing(
             single="[CLS]:0 $A:0 [SEP]:0", pair="[CLS]:0 $A:0 [SEP]:0 $B:1 [SEP]:1",
             special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])])

@@ -20,7 +20,8 @@ from typing import Optional
 
 import numpy as np
 
-from tinybert_infer.data.features import TOKENIZER_JSON, TokenizerSettings, load_vocab, read_tokenizer_settings
+from tinybert_infer.data.features import (REQUIRED_TOKENS, TOKENIZER_JSON, TokenizerSettings, load_vocab,
+                                          read_tokenizer_settings)
 from tinybert_infer.errors import CheckpointError
 from tinybert_infer.fsutil import read_json_object
 from tinybert_infer.models.labels import labels_record, output_order, reorder_classifier
@@ -33,7 +34,7 @@ VOCAB_FILES = (VOCAB_FILE, TOKENIZER_JSON)  # first found wins
 # first found wins; an index (*.index.json) names the shards holding each tensor
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
                 "pytorch_model.bin.index.json")
-SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]")
+SPECIAL_TOKENS = REQUIRED_TOKENS  # what every checkpoint's vocabulary must have
 _INT_KEYS = (
     "vocab_size",
     "hidden_size",
