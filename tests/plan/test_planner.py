@@ -389,20 +389,15 @@ def test_plan_stability_counts_each_fresh_choice(models):
     assert sum(result["picks_for_the_job"].values()) == 2 and result["job_size"] == len(models["feats"]["input_ids"])
 
 
-def test_the_accuracy_gate_leaves_out_low_precision_plans_that_lose_accuracy(models, monkeypatch):
-    import tinybert_infer.plan.planner as plan_module
-    from tinybert_infer.plan.planner import AccuracyGate, gate_plans
-
-    labels = np.array([0, 1] * 100)
-    wrong = {"onnxruntime": 0, "openvino-int8": 1, "onnxruntime-int8-dynamic": 2}  # wrong labels out of 200 per variant
-
-    class Fake:
+def _labelling_executor(labels, wrong_count):
+    """open_plan's stand-in for the gate: a plan's executor that gets the first wrong_count(plan) labels wrong."""
+    class Executor:
         def __init__(self, plan):
             self.plan = plan
 
         def score(self, feats):
             predicted = labels.copy()
-            predicted[:wrong[self.plan.variant]] ^= 1
+            predicted[:wrong_count(self.plan)] ^= 1
             return np.eye(2, dtype=np.float32)[predicted]
 
         def __enter__(self):
@@ -411,7 +406,17 @@ def test_the_accuracy_gate_leaves_out_low_precision_plans_that_lose_accuracy(mod
         def __exit__(self, *exc):
             pass
 
-    monkeypatch.setattr(plan_module, "open_plan", Fake)
+    return Executor
+
+
+def test_the_accuracy_gate_leaves_out_low_precision_plans_that_lose_accuracy(models, monkeypatch):
+    import tinybert_infer.plan.planner as plan_module
+    from tinybert_infer.plan.planner import AccuracyGate, gate_plans
+
+    labels = np.array([0, 1] * 100)
+    wrong = {"onnxruntime": 0, "openvino-int8": 1, "onnxruntime-int8-dynamic": 2}  # wrong labels out of 200 per variant
+
+    monkeypatch.setattr(plan_module, "open_plan", _labelling_executor(labels, lambda plan: wrong[plan.variant]))
     plans = [Plan("openvino-int8", "m.xml", "length", 4, "per_length", DEFAULT_BUCKETS),
              Plan("onnxruntime-int8-dynamic", "m.onnx", "length", 4, "dynamic")]
     kept, info = gate_plans(plans, AccuracyGate({}, labels, max_drop=0.005), "m.onnx")
@@ -503,23 +508,8 @@ def test_the_gate_scores_only_the_plans_the_choice_needs_and_caches_their_verdic
     wrong = dict(zip([p.label() for p in plans], (0, 2, 1, 0)))
     scored = []
 
-    class Fake:
-        def __init__(self, plan):
-            self.plan = plan
-
-        def score(self, feats):
-            scored.append(self.plan.label())
-            predicted = labels.copy()
-            predicted[:wrong.get(self.plan.label(), 0)] ^= 1
-            return np.eye(2, dtype=np.float32)[predicted]
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            pass
-
-    monkeypatch.setattr(plan_module, "open_plan", Fake)
+    monkeypatch.setattr(plan_module, "open_plan", _labelling_executor(
+        labels, lambda plan: scored.append(plan.label()) or wrong.get(plan.label(), 0)))
     monkeypatch.setattr(plan_module, "time_plans", lambda candidates, feats, **kw: (
         {p.label(): [rates[p.label()]] for p in candidates}, {p.label(): 0.5 for p in candidates}))
     gate = AccuracyGate({}, labels, max_drop=0.005, source="dev.tsv")
