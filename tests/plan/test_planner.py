@@ -538,3 +538,24 @@ def test_the_gate_scores_only_the_plans_the_choice_needs_and_caches_their_verdic
     again = make_plan(dynamic_model=dyn, precision="int8", batch_size=4, threads=1, candidates=plans,
                       data=models["feats"], gate=gate, job_size=100, log=logs.append)
     assert again.plan == plans[3] and scored == []
+
+
+def test_no_plan_within_the_gate_is_one_clear_error(models, tmp_path, monkeypatch):
+    import tinybert_infer.plan.planner as plan_module
+    from tinybert_infer.plan.planner import AccuracyGate
+
+    dyn = tmp_path / "TinyBERT_sim_dyn.onnx"
+    shutil.copy(models["dynamic"], dyn)
+    labels = np.array([0, 1] * 100)
+    plans = [Plan("onnxruntime-int8-dynamic", str(dyn), "length", 4, "dynamic", pad_multiple=m, threads=1)
+             for m in (4, 8)]
+    monkeypatch.setattr(plan_module, "open_plan", _labelling_executor(
+        labels, lambda plan: 0 if plan.variant == "onnxruntime" else 3))  # every candidate 1.5 points off
+    monkeypatch.setattr(plan_module, "time_plans", lambda candidates, feats, **kw: (
+        {p.label(): [100.0] for p in candidates}, {p.label(): 0.1 for p in candidates}))
+    with pytest.raises(UsageError, match=r"no int8 plan is within 0\.5 points of fp32 accuracy on dev\.tsv: use "
+                                         r"--precision fp32"):
+        make_plan(dynamic_model=dyn, precision="int8", batch_size=4, threads=1, candidates=plans,
+                  data=models["feats"], gate=AccuracyGate({}, labels, max_drop=0.005, source="dev.tsv"),
+                  log=lambda s: None)
+    assert not (tmp_path / SELECTION_CACHE_NAME).exists()  # nothing cached for a failed choice

@@ -579,6 +579,7 @@ def make_plan(*, dynamic_model, precision: str = "fp32", batch_size: int = 32, t
     cache = read_selection_cache(cache_file) if use_cache else {}
     entry = cache.get(key)
     labels = {p.label(): p for p in plans}
+
     def save(entry: dict) -> None:
         if use_cache:
             cache[key] = entry
@@ -586,10 +587,6 @@ def make_plan(*, dynamic_model, precision: str = "fp32", batch_size: int = 32, t
                 write_json_atomic(cache_file, cache)
             except OSError:
                 pass  # a read-only model folder: measured again next time
-
-    def no_plan_within_the_gate():
-        return UsageError(f"no {precision} plan is within {gate.max_drop * 100:g} points of fp32 accuracy on "
-                          f"{gate.source}: use --precision fp32")
 
     if isinstance(entry, dict) and entry.get("plan", {}).get("label") in labels:
         timed = [p for p in plans if p.label() in entry.get("samples_per_s", {})]
@@ -611,7 +608,8 @@ def make_plan(*, dynamic_model, precision: str = "fp32", batch_size: int = 32, t
     steady = pick(plans, medians, margin, admit=admit)
     chosen = pick(plans, medians, margin, setup, job_size, admit=admit)  # without a job size: the steady one
     if steady is None or chosen is None:
-        raise no_plan_within_the_gate()
+        raise UsageError(f"no {precision} plan is within {gate.max_drop * 100:g} points of fp32 accuracy on "
+                         f"{gate.source}: use --precision fp32")
     entry = {"plan": steady.to_dict(), "plan_for_long_runs": steady.label(),
              "samples_per_s": {k: round(v, 1) for k, v in medians.items()},
              "setup_s": {k: round(v, 2) for k, v in setup.items()}, "rounds": rounds, "sweeps": TIMING_SWEEPS,
