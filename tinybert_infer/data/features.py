@@ -147,7 +147,7 @@ class WordPieceTokenizer:
             raise DataError(f"{vocab_file}: the vocabulary has no {', '.join(missing)} token (a BERT vocabulary "
                             f"needs {', '.join(REQUIRED_TOKENS)})")
         self.vocab_size = len(vocab)
-        self.pad_token_id, self.cls_token_id = vocab["[PAD]"], vocab["[CLS]"]
+        self.pad_token_id = vocab["[PAD]"]
         tokenizer = Tokenizer(WordPiece(vocab, unk_token="[UNK]", max_input_chars_per_word=100))
         tokenizer.normalizer = normalizers.BertNormalizer(
             clean_text=True, handle_chinese_chars=settings.tokenize_chinese_chars,
@@ -176,13 +176,17 @@ class WordPieceTokenizer:
 
 def encode(tokenizer: WordPieceTokenizer, texts: Sequence[str], max_seq_length: int = SEQ_LEN) -> dict:
     """[CLS] tokens[:max-2] [SEP], padded with [PAD]; segment ids 0. Returns int64 arrays [n, max_seq_length]."""
-    rows = tokenizer.token_ids(texts, max_seq_length)
-    ids = np.full((len(rows), max_seq_length), tokenizer.pad_token_id, np.int64)
-    mask = np.zeros((len(rows), max_seq_length), np.int64)
+    return padded_features(tokenizer.token_ids(texts, max_seq_length), max_seq_length, tokenizer.pad_token_id)
+
+
+def padded_features(rows: Sequence[Sequence[int]], width: int, pad_id: int) -> dict:
+    """The model's three inputs from unpadded token id rows (one sentence each: segment ids 0), int64 [n, width]."""
+    ids = np.full((len(rows), width), pad_id, np.int64)
+    mask = np.zeros((len(rows), width), np.int64)
     for row, tokens in enumerate(rows):
         ids[row, :len(tokens)] = tokens
         mask[row, :len(tokens)] = 1
-    return {"input_ids": ids, "segment_ids": np.zeros_like(ids), "input_mask": mask}
+    return {IDS_NAME: ids, SEGMENTS_NAME: np.zeros_like(ids), MASK_NAME: mask}
 
 
 def _chunks(items: Iterable, size: int) -> Iterator[list]:

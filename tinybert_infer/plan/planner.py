@@ -314,9 +314,11 @@ class GateCheck:
         if label not in self.accuracy:
             self.accuracy[label] = self._accuracy(plan)
             self.scored += 1
-            inside = self.reference - self.accuracy[label] <= self.gate.max_drop + 1e-12
             self.log(f"[plan] {label}: accuracy {self.accuracy[label]:.4f} (fp32 {self.reference:.4f})"
-                     f"{'' if inside else ': outside the gate, left out'}")
+                     f"{'' if self._inside(label) else ': outside the gate, left out'}")
+        return self._inside(label)
+
+    def _inside(self, label: str) -> bool:
         return self.reference - self.accuracy[label] <= self.gate.max_drop + 1e-12
 
     def info(self) -> dict:

@@ -22,10 +22,11 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from tinybert_infer.backends.base import Backend
-from tinybert_infer.data.features import folder_dtype, list_input_files, make_tokenizer, path_prefix, read_samples
+from tinybert_infer.data.features import (folder_dtype, list_input_files, make_tokenizer, padded_features, path_prefix,
+                                          read_samples)
 from tinybert_infer.errors import DataError, UsageError
 from tinybert_infer.run.inference import RunReport, Slot, resolve_batch_size, build_summary, check_run_options, execute
-from tinybert_infer.layout import IDS_NAME, INPUT_NAMES, MASK_NAME, SEQ_LEN, sample_file_name
+from tinybert_infer.layout import INPUT_NAMES, MASK_NAME, SEQ_LEN, sample_file_name
 
 MODES = ("dynamic_length", "static")
 TOKENIZE_CHUNK = 512
@@ -188,11 +189,7 @@ def read_tsv_samples(tsv_path, vocab_file, max_seq_length: int = SEQ_LEN) -> Sam
         ids += tokenizer.token_ids([ex.text for ex in chunk], max_seq_length)
         lines += [ex.line for ex in chunk]
     lengths = np.array([len(row) for row in ids], dtype=np.int64)
-    # Padding is masked out, so 0 will do; one sentence: segment ids 0.
-    feats = {name: np.zeros((len(ids), max_seq_length), np.int64) for name in INPUT_NAMES}
-    for row, tokens in enumerate(ids):
-        feats[IDS_NAME][row, :len(tokens)] = tokens
-        feats[MASK_NAME][row, :len(tokens)] = 1
+    feats = padded_features(ids, max_seq_length, 0)  # padding is masked out, so 0 will do
     names = [sample_file_name(i) for i in range(len(ids))]
 
     def infiles(index: int) -> List[str]:
