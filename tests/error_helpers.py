@@ -6,6 +6,8 @@ import contextlib
 import hashlib
 import io
 import os
+import signal
+import subprocess
 from pathlib import Path
 
 from tinybert_infer.cli.main import main
@@ -62,3 +64,14 @@ class WritesMarker:
 
     def __reduce__(self):
         return (open, (self.marker, "w"))
+
+
+def stop_mid_way(proc: subprocess.Popen, sig: int, still_running=lambda: True) -> tuple[int, str]:
+    """sig to a run that is still mid-way: it is stopped (SIGSTOP) first and still_running() checked, so a
+    test process starved on a busy host never signals a run that has in fact just finished."""
+    proc.send_signal(signal.SIGSTOP)
+    assert proc.poll() is None and still_running(), "the run had finished before the signal; test not conclusive"
+    proc.send_signal(sig)
+    proc.send_signal(signal.SIGCONT)
+    _, err = proc.communicate(timeout=120)
+    return proc.returncode, err

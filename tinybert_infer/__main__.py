@@ -1,5 +1,3 @@
-import sys
+from tinybert_infer.cli.main import run
 
-from tinybert_infer.cli.main import main
-
-sys.exit(main())
+run()

@@ -151,23 +151,36 @@ def staged_file(final: Path, sweep: bool = True):
 
     sweep=False skips looking for killed runs' leftovers: for many small files in one fresh folder.
     """
-    final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    if sweep:
-        remove_stale_asides(final)
-    tmp = None
-    try:  # made inside the try: a Ctrl-C right after the file appears still removes it
-        tmp = _make_staged(lambda: _new_stage_file(final))
+    with staged_files(final, sweep=sweep) as (tmp,):
         yield tmp
-        _publishable(tmp, 0o666)
-        os.replace(tmp, final)
+
+
+@contextlib.contextmanager
+def staged_files(*finals: Path, sweep: bool = True):
+    """staged_file for outputs that belong together (a graph and its simplified twin): yields one temporary path
+    per final path; all are renamed into place when the block succeeds, with Ctrl-C held until the last one is,
+    so an interrupted run never leaves a new file beside an old twin."""
+    finals = [Path(final) for final in finals]
+    temps = []
+    try:  # made inside the try: a Ctrl-C right after a file appears still removes it
+        for final in finals:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            if sweep:
+                remove_stale_asides(final)
+            temps.append(_make_staged(lambda final=final: _new_stage_file(final)))
+        yield temps
+        with _signals_held():
+            for tmp, final in zip(temps, finals):
+                _publishable(tmp, 0o666)
+                os.replace(tmp, final)
     except BaseException:
-        if tmp is not None:
+        for tmp in temps:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
         raise
     finally:
-        _PENDING.discard(tmp)
+        for tmp in temps:
+            _PENDING.discard(tmp)
 
 
 class ClosesOnExit:

@@ -120,15 +120,15 @@ def test_full_last_layer_flag_is_wired_through_the_cli(tmp_path, tiny_checkpoint
 def test_an_interrupted_export_leaves_the_earlier_graphs_whole_and_nothing_beside_them(tmp_path, tiny_checkpoint,
                                                                                        tiny_tsv, sig):
     """Ctrl-C or kill -9 while a new export is being written and validated: the graphs of the earlier export
-    stay byte for byte, and (after Ctrl-C) no staged file is left beside them."""
-    import os
+    stay byte for byte, and (after Ctrl-C) no staged file is left beside them. The export is stopped (SIGSTOP)
+    while a staged file exists before it is signalled, so a starved test process never signals a finished run."""
     import signal
     import subprocess
     import sys
     import time
 
     from conftest import ROOT, clean_environ
-    from error_helpers import leftovers, run_main, snapshot
+    from error_helpers import leftovers, run_main, snapshot, stop_mid_way
     from tinybert_infer.errors import INTERRUPTED_EXIT
     from tinybert_infer.models.synthetic import write_random_checkpoint
 
@@ -149,12 +149,11 @@ def test_an_interrupted_export_leaves_the_earlier_graphs_whole_and_nothing_besid
         assert proc.poll() is None, f"finished (exit {proc.returncode}) before writing anything: {proc.communicate()}"
         assert time.monotonic() < deadline, "no staged file appeared"
         time.sleep(0.005)
-    proc.send_signal(getattr(signal, sig))
-    _, err = proc.communicate(timeout=120)
+    returncode, err = stop_mid_way(proc, getattr(signal, sig), lambda: bool(leftovers(out)))
     if sig == "SIGINT":
-        assert proc.returncode == INTERRUPTED_EXIT and err.strip().splitlines()[-1] == "error: interrupted", err
+        assert returncode == INTERRUPTED_EXIT and err.strip().splitlines()[-1] == "error: interrupted", err
         assert leftovers(out) == []
     else:
-        assert proc.returncode == -signal.SIGKILL
+        assert returncode == -signal.SIGKILL
     after = snapshot(out)
     assert {k: v for k, v in after.items() if ".partial-" not in k} == before  # earlier graphs untouched

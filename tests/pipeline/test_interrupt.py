@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, SENTENCES, write_tsv
-from error_helpers import assert_error, leftovers, run_main, snapshot
+from error_helpers import assert_error, leftovers, run_main, snapshot, stop_mid_way
 from tinybert_infer.errors import DataError, ResultError
 from tinybert_infer.layout import INPUT_NAMES, MANIFEST_NAME
 from tinybert_infer.run.results import INCOMPLETE_MARKER, metrics_path, summary_path
@@ -51,17 +51,6 @@ def _count(folder: Path, pattern: str) -> int:
         return 0
 
 
-def _stop(proc: subprocess.Popen, sig: int, still_running=lambda: True) -> tuple[int, str]:
-    """sig to a run that is still mid-way: it is stopped (SIGSTOP) first and still_running() checked, so a
-    test process starved on a busy host never signals a run that has in fact just finished."""
-    proc.send_signal(signal.SIGSTOP)
-    assert proc.poll() is None and still_running(), "the run had finished before the signal; test not conclusive"
-    proc.send_signal(sig)
-    proc.send_signal(signal.SIGCONT)
-    _, err = proc.communicate(timeout=120)
-    return proc.returncode, err
-
-
 def _partial_inputs(work: Path, at_least: int = 300) -> bool:
     """A running preprocessing has written input<at_least-1>.bin (files come in order) in its hidden staging
     folder: one stat per poll, not a listing that grows with the run."""
@@ -95,7 +84,7 @@ def test_interrupted_preprocessing_keeps_the_old_inputs_whole(work, tiny_checkpo
     proc = _start("preprocess", "--tsv", work / "big.tsv", "--vocab", tiny_checkpoint / "vocab.txt",
                   "--output_dir", work / "bert_bin", cwd=work)
     _wait_until(lambda: _partial_inputs(work), proc, "preprocessing wrote its first chunk")
-    code, err = _stop(proc, sig, lambda: _preprocessing_mid_way(work))
+    code, err = stop_mid_way(proc, sig, lambda: _preprocessing_mid_way(work))
     if sig == signal.SIGINT:
         assert_error(code, err, 130, "interrupted")
         assert leftovers(work) == []  # Ctrl-C cleans up its staging folder
@@ -130,7 +119,7 @@ def test_interrupted_first_preprocessing_leaves_no_inputs(work, tiny_checkpoint)
     proc = _start("preprocess", "--tsv", work / "big.tsv", "--vocab", tiny_checkpoint / "vocab.txt",
                   "--output_dir", work / "bert_bin", cwd=work)
     _wait_until(lambda: _partial_inputs(work), proc, "preprocessing wrote its first chunk")
-    code, err = _stop(proc, signal.SIGINT, lambda: _preprocessing_mid_way(work))
+    code, err = stop_mid_way(proc, signal.SIGINT, lambda: _preprocessing_mid_way(work))
     assert_error(code, err, 130, "interrupted")
     assert not (work / "bert_bin").exists() and leftovers(work) == []
     code, _, err = run_main("infer", "--backend", "torch", "--model_dir", tiny_checkpoint, "--batchsize", "4",
@@ -177,7 +166,7 @@ def test_interrupted_inference_is_refused_by_postprocessing(work, tiny_checkpoin
 
     _wait_until(started, proc, "inference wrote 20 outputs")
     (folder,) = [p for p in result.iterdir() if p.is_dir() and not p.name.startswith(".")]
-    code, err = _stop(proc, sig)
+    code, err = stop_mid_way(proc, sig)
     assert not summary_path(folder).exists()
     if sig == signal.SIGINT:
         assert_error(code, err, 130, "interrupted")
@@ -271,3 +260,57 @@ def test_ctrl_c_where_no_cleanup_of_the_block_runs_still_leaves_nothing(monkeypa
                             tmp_path / "bert_bin")
     assert_error(code, err, 130, "interrupted")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in"]
+
+
+def test_a_ctrl_c_while_a_pair_of_outputs_is_renamed_into_place_waits_until_both_are(monkeypatch, tmp_path):
+    """A graph and its simplified twin are published together: a Ctrl-C landing between the two renames is held
+    until the second is done, so an interrupted export never leaves a new graph beside an old twin."""
+    import tinybert_infer.fsutil as fsutil
+
+    finals = [tmp_path / "TinyBERT_bs4.onnx", tmp_path / "TinyBERT_sim_bs4.onnx"]
+    for final in finals:
+        final.write_text("old")
+    real_replace = os.replace
+    renamed = []
+
+    def replace_hit_by_ctrl_c(src, dst):
+        real_replace(src, dst)
+        renamed.append(Path(dst).name)
+        if len(renamed) == 1:  # what the interpreter does on Ctrl-C: call the installed SIGINT handler
+            signal.getsignal(signal.SIGINT)(signal.SIGINT, None)
+
+    monkeypatch.setattr(fsutil.os, "replace", replace_hit_by_ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        with fsutil.staged_files(*finals) as temps:
+            for tmp in temps:
+                Path(tmp).write_text("new")
+    assert [final.read_text() for final in finals] == ["new", "new"]
+    assert leftovers(tmp_path) == []
+
+
+def test_a_failed_block_publishes_neither_of_a_pair(tmp_path):
+    from tinybert_infer.fsutil import staged_files
+
+    finals = [tmp_path / "a.onnx", tmp_path / "b.onnx"]
+    finals[0].write_text("old")
+    with pytest.raises(RuntimeError):
+        with staged_files(*finals) as temps:
+            for tmp in temps:
+                Path(tmp).write_text("new")
+            raise RuntimeError("validation failed")
+    assert finals[0].read_text() == "old" and not finals[1].exists()
+    assert leftovers(tmp_path) == []
+
+
+def test_a_ctrl_c_during_the_interpreter_teardown_keeps_the_runs_own_exit_status(tmp_path):
+    """After main() has decided, the interpreter's teardown (0.6 s after torch) used to restore SIGINT's default
+    action: a Ctrl-C there killed a finished run (status -2, no message). Now it is ignored there."""
+    code = ("import atexit, os, signal\n"
+            "atexit.register(lambda: os.kill(os.getpid(), signal.SIGINT))  # runs during the teardown\n"
+            "from tinybert_infer.cli.main import run\n"
+            f"run(['postprocess', '--result_dir', {str(tmp_path / 'missing')!r}])\n")
+    done = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, PYTHONPATH=str(ROOT)),
+                          capture_output=True, text=True, timeout=120)
+    direct = run_main("postprocess", "--result_dir", tmp_path / "missing")
+    assert done.returncode == direct[0] != 0
+    assert done.stderr == direct[2], done.stderr

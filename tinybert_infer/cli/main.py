@@ -10,7 +10,7 @@ import argparse
 import contextlib
 import signal
 import sys
-from typing import Optional, Sequence
+from typing import NoReturn, Optional, Sequence
 
 from tinybert_infer.cli import export, infer, postprocess, preprocess
 from tinybert_infer.errors import INTERRUPTED_EXIT, FileSystemError, PipelineError
@@ -85,3 +85,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if not sigint.seen:
             raise
         return _interrupted()
+
+
+def run(argv: Optional[Sequence[str]] = None) -> NoReturn:
+    """The process entry point (`python -m tinybert_infer`, the console script, TinyBERT_*.py): main(), then exit.
+
+    Once main() has decided the exit status its outputs are published, and the interpreter's teardown (0.6 s after
+    torch and onnx) restores SIGINT's default action: a Ctrl-C landing there killed a finished run (status -2, no
+    message). Ignored from here on, the status is the run's own."""
+    try:
+        code = main(argv)
+    finally:
+        with contextlib.suppress(ValueError):  # not the main thread
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+    sys.exit(code)

@@ -18,7 +18,7 @@ import torch
 from tinybert_infer.models.checkpoint import Checkpoint, load_model
 from tinybert_infer.errors import ExportError
 from tinybert_infer.layout import DEFAULT_OPSET, IDS_NAME, INPUT_NAMES, OUTPUT_NAME, SEQ_LEN, onnx_name, sim_onnx_name
-from tinybert_infer.fsutil import staged_file
+from tinybert_infer.fsutil import staged_files
 from tinybert_infer.models.specs import METADATA_HEAD, METADATA_LABELS, METADATA_TOKENIZER
 
 PYTORCH = "PyTorch"  # the project's own module, computing every row (textbook_reference)
@@ -250,7 +250,7 @@ def export_checkpoint(checkpoint_dir, batch_size: int, out_dir=".", *, opset: in
     out_dir.mkdir(parents=True, exist_ok=True)
     final_plain, final_sim = out_dir / onnx_name(batch_size), out_dir / sim_onnx_name(batch_size)
     feats, source = validation_inputs(checkpoint, tsv_path, max(validate_count, batch_size), seq_len)
-    with staged_file(final_plain) as plain, staged_file(final_sim) as sim:
+    with staged_files(final_plain, final_sim) as (plain, sim):
         export_onnx(model, plain, batch_size, seq_len=seq_len, opset=opset)
         check_contract(plain, batch_size, checkpoint.config.num_labels, seq_len)
         simplify_onnx(plain, sim)
@@ -322,7 +322,7 @@ def export_dynamic_checkpoint(checkpoint_dir, out_dir=".", *, opset: int = DEFAU
     feats, source = validation_inputs(checkpoint, tsv_path, validate_count, seq_len)
     references = parity_references(checkpoint, model)
     worst = {name: {} for name in references}  # name -> final path -> max diff
-    with staged_file(final_plain) as plain, staged_file(final_sim) as sim:
+    with staged_files(final_plain, final_sim) as (plain, sim):
         export_onnx(model, plain, None, seq_len=seq_len, opset=opset, dynamic=True)
         simplify_onnx(plain, sim)
         for staged, final in ((plain, final_plain), (sim, final_sim)):

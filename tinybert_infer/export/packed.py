@@ -66,14 +66,14 @@ def export_packed_checkpoint(checkpoint, model, references: Dict[str, torch.nn.M
     import onnxruntime as ort
 
     from tinybert_infer.export.onnx import check_parity, logit_difference, simplify_onnx, stamp_metadata
-    from tinybert_infer.fsutil import staged_file
+    from tinybert_infer.fsutil import staged_files
 
     final_plain, final_sim = out_dir / packed_onnx_name(), out_dir / packed_sim_onnx_name()
     with torch.inference_mode():
         expected = {name: ref(*(torch.from_numpy(feats[n]) for n in INPUT_NAMES)).numpy()
                     for name, ref in references.items()}
     diffs: Dict[str, list] = {name: [] for name in references}
-    with staged_file(final_plain) as plain, staged_file(final_sim) as sim:
+    with staged_files(final_plain, final_sim) as (plain, sim):
         export_packed_onnx(model, plain, width=width, opset=opset)
         simplify_onnx(plain, sim)
         for staged, final in ((plain, final_plain), (sim, final_sim)):
