@@ -35,6 +35,20 @@ def cpu_model() -> str:
     return _cpuinfo_field("model name") or platform.processor() or platform.machine()
 
 
+# The instruction sets that change what the runtimes compute, not only how fast: int8 without VNNI saturates in
+# 16 bits, OpenVINO's bf16 hint runs f32 without bf16 instructions, AMX tiles round differently.
+ARITHMETIC_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8",
+                    "avx512_fp16", "amx_fp16")
+
+
+def cpu_key() -> str:
+    """The CPU for caches of measurements and accuracy verdicts: its model name and arithmetic instruction sets.
+    Virtual machines often show only "AMD EPYC" or a generic name, alike for hosts with and without VNNI, bf16 or
+    AMX; a verdict measured on one must not be reused on the other."""
+    flags = cpu_flags()
+    return f"{cpu_model()} [{' '.join(f for f in ARITHMETIC_FLAGS if f in flags) or 'baseline'}]"
+
+
 def default_threads() -> int:
     """Physical cores: hyper-threads only slow dense matrix work down."""
     import psutil

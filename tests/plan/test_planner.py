@@ -295,6 +295,35 @@ def test_a_changed_candidate_set_is_measured_again_not_answered_from_the_cache(m
     assert measured == [sorted([ort.label(), buckets.label()]), sorted([ort.label(), rounded.label()])]
 
 
+def test_a_choice_cached_on_another_instruction_set_is_measured_again(models, tmp_path, monkeypatch):
+    """Virtual machines name a VNNI and a non-VNNI host alike ("AMD EPYC"); int8 and bf16 compute differently
+    on them, so a cached choice (timings and accuracy verdicts) holds only for the instruction sets it was made on."""
+    import tinybert_infer.machine as machine
+    import tinybert_infer.plan.planner as plan_module
+
+    dyn = tmp_path / "TinyBERT_sim_dyn.onnx"
+    shutil.copy(models["dynamic"], dyn)
+    measured = []
+
+    def fake_time_plans(candidates, feats, **kw):
+        measured.append(1)
+        return {p.label(): [100.0] * 3 for p in candidates}, {}
+
+    monkeypatch.setattr(plan_module, "time_plans", fake_time_plans)
+    monkeypatch.setattr(machine, "cpu_model", lambda: "AMD EPYC")
+    ort = Plan("onnxruntime", str(dyn), "length", 4, "dynamic", threads=1)
+    hosts = [{"avx2", "avx512f", "avx512_vnni", "avx512_bf16"}, {"avx2"}, {"avx2", "avx512f", "avx512_vnni",
+                                                                              "avx512_bf16", "fpu"}]
+    for flags in hosts:
+        monkeypatch.setattr(machine, "cpu_flags", lambda flags=flags: set(flags))
+        make_plan(dynamic_model=dyn, batch_size=4, threads=1, candidates=[ort], data=models["feats"],
+                  log=lambda s: None)
+    assert len(measured) == 2  # the third host computes like the first: its cached choice holds
+    keys = json.loads((tmp_path / SELECTION_CACHE_NAME).read_text())
+    assert sorted(k.split("|")[6] for k in keys) == ["AMD EPYC [avx2 avx512f avx512_vnni avx512_bf16]",
+                                                     "AMD EPYC [avx2]"]
+
+
 # ---------------------------------------------------------------- the plan in every summary
 def test_every_infer_run_records_its_plan(models, tiny_checkpoint, tmp_path):
     shutil.copy(models["dynamic"], tmp_path / "TinyBERT_sim_dyn.onnx")

@@ -11,7 +11,7 @@ static [batch, L] model per length bucket and reuses it, so it keeps the kernels
 bf16/AMX, NNCF int8), streams and threads. The planner (make_plan) builds the candidates of a precision, times
 them the way they run (real sentence lengths, interleaved rounds, median), keeps the first candidate unless
 another is faster by more than a margin, and caches the choice beside the model (tinybert_backend_choice.json,
-keyed by the models' sha256, batch, threads, precision, CPU and library versions).
+keyed by the models' sha256, batch, threads, precision, CPU (model name and instruction sets) and library versions).
 """
 
 from __future__ import annotations
@@ -532,7 +532,7 @@ def pick(plans: Sequence[Plan], medians: Dict[str, float], margin: float = SWITC
 
 def _cache_key(plans: Sequence[Plan], batch_size: int, threads: int, precision: str) -> str:
     from tinybert_infer.fsutil import file_sha256
-    from tinybert_infer.machine import cpu_model
+    from tinybert_infer.machine import cpu_key
     from tinybert_infer.plan.select import runtime_versions_key
 
     import hashlib
@@ -542,7 +542,7 @@ def _cache_key(plans: Sequence[Plan], batch_size: int, threads: int, precision: 
     # The candidates themselves too: a choice among other candidates (an older version's) is measured again.
     labels = hashlib.sha256("\n".join(sorted(p.label() for p in plans)).encode()).hexdigest()[:16]
     return "|".join(["plan", digests, f"candidates{labels}", f"bs{batch_size}", f"threads{threads}", precision,
-                     cpu_model(), runtime_versions_key()])
+                     cpu_key(), runtime_versions_key()])
 
 
 def make_plan(*, dynamic_model, precision: str = "fp32", batch_size: int = 32, threads: Optional[int] = None,

@@ -18,7 +18,7 @@ from tinybert_infer.errors import UsageError
 from tinybert_infer.fsutil import file_sha256, write_json_atomic
 from tinybert_infer.layout import IDS_NAME, MASK_NAME, SELECTION_CACHE_NAME, require_model
 from tinybert_infer.plan.planner import PRECISIONS, SWITCH_MARGIN
-from tinybert_infer.machine import cpu_model, default_threads
+from tinybert_infer.machine import cpu_key, default_threads
 from tinybert_infer.export.optimize import FP32_CANDIDATES, artefact_path, build_artefacts, make_variant_backend, nncf_available
 from tinybert_infer.plan.timing import SELECT_ROUND, TimingPolicy, measure_backend
 
@@ -56,7 +56,7 @@ def runtime_versions_key() -> str:
 
 
 def cache_key(sim: Path, batch: int, threads: int, precision: str) -> str:
-    return "|".join([file_sha256(sim)[:16], f"bs{batch}", f"threads{threads}", precision, cpu_model(), runtime_versions_key()])
+    return "|".join([file_sha256(sim)[:16], f"bs{batch}", f"threads{threads}", precision, cpu_key(), runtime_versions_key()])
 
 
 def read_selection_cache(path: Path) -> dict:
