@@ -335,6 +335,29 @@ def test_openvino_streams_keep_order_and_numbers(models):
     assert two.describe()["streams"] == 2 and one.describe()["streams"] == 1
 
 
+@pytest.mark.parametrize("static_shapes", [False, True])
+def test_openvino_keeps_a_batch_queued_behind_each_running_one(models, static_shapes):
+    """A stream that finishes must find its next batch already submitted, not wait for the Python thread (busy
+    writing result files): with 2 streams, 2 x REQUESTS_PER_STREAM batches are in OpenVINO's hands before the
+    first result is handed out, and the next is started before it is."""
+    from tinybert_infer.backends.openvino import REQUESTS_PER_STREAM, OpenVinoBackend, OpenVinoStaticShapes
+
+    path = models["dynamic"].sim_path
+    backend = (OpenVinoStaticShapes(path, batch_size=2, threads=2, streams=2) if static_shapes
+               else OpenVinoBackend(path, threads=2, streams=2))
+    ids = np.arange(1, 17).reshape(2, 8)
+    feeds = {"input_ids": ids, "segment_ids": np.zeros_like(ids), "input_mask": np.ones_like(ids)}
+    taken = []
+
+    def items():
+        for tag in range(8):
+            taken.append(tag)
+            yield feeds, tag
+
+    first = next(iter(backend.run_pipelined(items())))
+    assert REQUESTS_PER_STREAM >= 2 and first[0] == 0 and len(taken) == 2 * REQUESTS_PER_STREAM + 1
+
+
 def test_openvino_streams_give_the_same_result_folder_as_one_stream(models, tmp_path):
     from tinybert_infer.backends import make_backend
     from tinybert_infer.run.inference import run_files
