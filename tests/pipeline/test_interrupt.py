@@ -304,7 +304,7 @@ def test_a_failed_block_publishes_neither_of_a_pair(tmp_path):
 
 def test_a_command_ends_without_the_interpreters_teardown_but_with_its_exit_duties(tmp_path):
     """run() ends the process once main() has decided: atexit callbacks run and stdio is flushed, the module
-    teardown (0.2-0.6 s after torch, where a Ctrl-C used to kill a finished run with -2) is skipped."""
+    teardown (~0.7 s after torch and onnx, where a Ctrl-C used to kill a finished run with -2) is skipped."""
     marker = tmp_path / "atexit-ran"
     code = ("import atexit, sys\n"
             f"atexit.register(lambda: open({str(marker)!r}, 'w').close())\n"

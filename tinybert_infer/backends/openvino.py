@@ -162,6 +162,7 @@ class OpenVinoStaticShapes(Backend):
         # A fixed row width in the graph (the packed model's): what packed batching fills each row up to.
         self.row_width = _static_dim(self.model.inputs[0].get_partial_shape()[1])
         self.precision, self.threads, self.streams = precision, threads, int(streams)
+        self.max_in_flight = self.streams * REQUESTS_PER_STREAM  # each compiled shape's request pool
         self.cache_dir = cache_dir
         self._compiled: dict = {}   # length -> (compiled model, its infer requests)
         self.compile_seconds = 0.0
@@ -186,7 +187,7 @@ class OpenVinoStaticShapes(Backend):
             if self.effective_precision is None:
                 hint = compiled.get_property("INFERENCE_PRECISION_HINT")
                 self.effective_precision = hint.to_string() if hasattr(hint, "to_string") else str(hint)
-            entry = (compiled, deque(compiled.create_infer_request() for _ in range(self.streams * REQUESTS_PER_STREAM)))
+            entry = (compiled, deque(compiled.create_infer_request() for _ in range(self.max_in_flight)))
             self._compiled[widths] = entry
         return entry[1]
 
@@ -241,7 +242,7 @@ class OpenVinoStaticShapes(Backend):
                 chunks = list(self._split(feeds))
                 for k, (widths, chunk, real) in enumerate(chunks):
                     pool = self._requests_for(widths)
-                    while len(in_flight) >= self.streams * REQUESTS_PER_STREAM or not pool:
+                    while len(in_flight) >= self.max_in_flight or not pool:
                         finish()
                     request = pool.popleft()
                     request.start_async(chunk)

@@ -96,9 +96,10 @@ def run(argv: Optional[Sequence[str]] = None) -> NoReturn:
 def exit_without_teardown(code: int) -> NoReturn:
     """End the process once main() has decided its status. What the interpreter's shutdown must do is done here
     (join threads, run atexit: Ray's shutdown, temporary folders, multiprocessing), then os._exit skips tearing
-    down every module: 0.2-0.6 s of each command after torch, onnx or OpenVINO were imported, during which
-    SIGINT's default action was back, so a Ctrl-C there killed a finished run (status -2, no message). Every
-    output is published (renamed into place, closed) before main() returns; only stdio is flushed here."""
+    down every module: 0.66-0.73 s after an export (torch and onnx imported; the export ran ~0.3 s faster),
+    during which SIGINT's default action was back, so a Ctrl-C there killed a finished run (status -2, no
+    message). Every output is published (renamed into place, closed) before main() returns; only stdio is
+    flushed here."""
     import atexit
     import os
     import threading
