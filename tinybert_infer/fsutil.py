@@ -207,7 +207,7 @@ class JsonSpool(ClosesOnExit):
         self._file = tempfile.TemporaryFile("w+", encoding="utf-8", dir=directory)
 
     def add(self, value, key: Optional[str] = None) -> None:
-        item = json.dumps(value, separators=(", ", ": "))
+        item = json.dumps(value)  # default separators ", " and ": "; naming them would build an encoder per call
         if self.keyed:
             item = f"{json.dumps(str(key))}: {item}"
         # Records of a keyed spool go one per line (summary filesinfo), list items on one line (labels).

@@ -18,6 +18,7 @@ import torch
 
 from conftest import SENTENCES, WORDS, random_batch, write_tsv
 from error_helpers import assert_error, run_main
+from tinybert_infer.backends.base import Backend
 from tinybert_infer.models.checkpoint import load_model, read_checkpoint
 from tinybert_infer.errors import CheckpointError, DataError, ExportError, PipelineError, ResultError
 from tinybert_infer.models.synthetic import write_random_checkpoint, write_random_hf_checkpoint
@@ -321,7 +322,7 @@ def test_parity_check_fails_on_non_finite_logits(tmp_path, tiny_checkpoint, tiny
     assert list(tmp_path.glob("*.onnx")) == [] and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
 
 
-class _NanAfter:
+class _NanAfter(Backend):
     """A backend whose sample `bad` comes out NaN (the batch it is in has run before, so results exist)."""
 
     name = "nan-stub"

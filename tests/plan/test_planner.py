@@ -83,6 +83,10 @@ def test_per_length_compiles_one_static_shape_per_length_and_fills_partial_batch
         five = {k: v[:5] for k, v in models["feats"].items()}  # one full batch + one row filled up to 4
         np.testing.assert_allclose(executor.backend.run({k: v[:, :64] for k, v in five.items()}),
                                    _static_logits(models)[:5], atol=1e-4)
+        # Warm for the shapes it has compiled only: a new length's first batch still gets ais_bench's warm-up.
+        executor.backend.warm = True
+        assert executor.backend.warm_for({k: v[:, :64] for k, v in five.items()})
+        assert not executor.backend.warm_for({k: v[:, :12] for k, v in five.items()})
 
 
 def test_token_rows_of_any_length_score_like_padded_features(models):

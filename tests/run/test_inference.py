@@ -141,3 +141,26 @@ def test_pure_inference_mode(workdir, tiny_checkpoint, tiny_tsv):
                               "--backend", "onnxruntime", cwd=workdir)
     assert proc.returncode == 0, proc.stderr
     assert "NPU_compute_time (ms)" in proc.stdout and not (workdir / "result").exists()
+
+
+def test_warm_up_runs_on_a_cold_backend_only(workdir, tiny_checkpoint):
+    """A backend that has run once skips ais_bench's warm-up on its next job (and records it)."""
+    from tinybert_infer.backends.base import WrappedBackend
+
+    class Counting(WrappedBackend):
+        calls = 0
+
+        def run(self, feeds):
+            Counting.calls += 1
+            return self.inner.run(feeds)
+
+    inner = make_backend("torch", checkpoint_dir=tiny_checkpoint, batch_size=4)
+    runs = []
+    for _ in range(2):  # a wrapper made afresh per job, as packed runs do: warmth is the runtime's
+        Counting.calls = 0
+        report = run_files(Counting(inner), input_dirs(workdir), workdir / "result", show_progress=False)
+        runs.append((report.summary["warmup_runs"], Counting.calls))
+    assert runs == [(1, 1), (0, 0)]  # run_pipelined goes straight to the inner backend; run() is the warm-up
+    report = run_files(make_backend("torch", checkpoint_dir=tiny_checkpoint, batch_size=4), input_dirs(workdir),
+                       workdir / "result", warmup_count=0, show_progress=False)
+    assert report.summary["warmup_runs"] == 0

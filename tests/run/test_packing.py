@@ -169,3 +169,28 @@ def test_the_planner_leaves_packed_plans_out_for_sentences_wider_than_a_row(tiny
     choice = plan_module.make_plan(dynamic_model=tiny_exports["dynamic"].sim_path, batch_size=4, threads=1, data=wide,
                                    use_cache=False, log=lambda s: None)
     assert timed and "packed" not in timed and choice.plan.batching == "length"
+
+
+def test_an_open_packed_plan_warms_up_once_and_its_next_job_gives_the_same_logits(tiny_exports, tiny_checkpoint,
+                                                                                   tmp_path):
+    """ais_bench's warm-up runs on the cold plan only: the FlatOutputs made afresh for each run still sees the
+    runtime warm, so a served plan does not pay a batch per job (23 ms of 590, shared checkpoint, AMX)."""
+    from conftest import copy_exports
+    from tinybert_infer.models.checkpoint import VOCAB_FILE
+    from tinybert_infer.plan.planner import Plan, open_plan, packed_model_beside
+    from tinybert_infer.run.length import read_tsv_samples
+    from tinybert_infer.run.results import read_logits
+
+    m = copy_exports(tiny_exports, tmp_path / "models")
+    samples = read_tsv_samples(m["tsv"], tiny_checkpoint / VOCAB_FILE)
+    stems = [f"input{i}" for i in range(samples.count)]
+    plan = Plan("openvino-fp32", str(packed_model_beside(m["dynamic"].sim_path)), "packed", 2, "fixed", streams=2,
+                threads=2)
+    with open_plan(plan) as executor:
+        reports = [executor.run_samples(samples, tmp_path / "result", output_dirname=f"job{k}", show_progress=False)
+                   for k in range(2)]
+    assert [r.summary["warmup_runs"] for r in reports] == [1, 0]
+    for k in range(2):
+        assert json.loads((tmp_path / "result" / f"job{k}_summary.json").read_text())["warmup_runs"] == [1, 0][k]
+    first, second = (read_logits(r.result_dir, stems, 2) for r in reports)
+    np.testing.assert_array_equal(first, second)

@@ -93,7 +93,7 @@ class OpenVinoBackend(Backend):
         idle, in_flight, ready = list(self._requests), deque(), deque()
 
         def finish():
-            request, tag = in_flight.popleft()
+            request, tag, _inputs = in_flight.popleft()
             request.wait()
             idle.append(request)
             ready.append((tag, request.get_output_tensor(0).data.copy(), float(request.latency)))
@@ -103,15 +103,16 @@ class OpenVinoBackend(Backend):
                 if not idle:
                     finish()
                 request = idle.pop()
-                request.start_async(self._inputs(feeds))
-                in_flight.append((request, tag))
+                inputs = self._inputs(feeds)
+                request.start_async(inputs, share_inputs=True)  # read in place: kept alive in in_flight
+                in_flight.append((request, tag, inputs))
                 while ready:
                     yield ready.popleft()
             while in_flight:
                 finish()
                 yield ready.popleft()
         finally:
-            for request, _ in in_flight:  # an abandoned run (error, Ctrl-C): let started work end cleanly
+            for request, *_ in in_flight:  # an abandoned run (error, Ctrl-C): let started work end cleanly
                 request.wait()
 
     def describe(self) -> dict:
@@ -191,6 +192,10 @@ class OpenVinoStaticShapes(Backend):
             self._compiled[widths] = entry
         return entry[1]
 
+    def warm_for(self, feeds) -> bool:
+        """Warm, and the shape of these feeds compiled already (a new length compiles on its first batch)."""
+        return self.warm and tuple(int(feeds[name].shape[1]) for name in self.input_names) in self._compiled
+
     def _split(self, feeds):
         """(widths, chunks of at most static_batch rows, each filled up to it, with its real row count)."""
         rows = len(feeds[self.input_names[0]])  # every input is [rows, its width]
@@ -218,7 +223,7 @@ class OpenVinoStaticShapes(Backend):
         in submission order."""
         import time
 
-        in_flight: deque = deque()  # (request, pool, tag, rows, last chunk of its item)
+        in_flight: deque = deque()  # (request, pool, tag, rows, last chunk of its item, its input arrays)
         pending: dict = {}
         ready: deque = deque()      # finished items, handed out once the next chunk is started (see OpenVinoBackend)
         # Milliseconds per item = wall time since the previous item finished: with several in flight their
@@ -226,7 +231,7 @@ class OpenVinoStaticShapes(Backend):
         clock = [None]
 
         def finish():
-            request, pool, tag, real, last = in_flight.popleft()
+            request, pool, tag, real, last, _chunk = in_flight.popleft()
             request.wait()
             pending.setdefault(id(tag), []).append(request.get_output_tensor(0).data[:real].copy())
             pool.append(request)
@@ -245,8 +250,10 @@ class OpenVinoStaticShapes(Backend):
                     while len(in_flight) >= self.max_in_flight or not pool:
                         finish()
                     request = pool.popleft()
-                    request.start_async(chunk)
-                    in_flight.append((request, pool, tag, real, k == len(chunks) - 1))
+                    # The request reads the chunk's arrays in place (no copy); in_flight keeps them alive until
+                    # it has finished.
+                    request.start_async(chunk, share_inputs=True)
+                    in_flight.append((request, pool, tag, real, k == len(chunks) - 1, chunk))
                     while ready:
                         yield ready.popleft()
             while in_flight:

@@ -13,7 +13,7 @@ import statistics
 from pathlib import Path
 from typing import Callable, Optional
 
-from tinybert_infer.backends.base import Backend
+from tinybert_infer.backends.base import Backend, WrappedBackend
 from tinybert_infer.errors import UsageError
 from tinybert_infer.fsutil import file_sha256, write_json_atomic
 from tinybert_infer.layout import IDS_NAME, MASK_NAME, SELECTION_CACHE_NAME, require_model
@@ -68,30 +68,20 @@ def read_selection_cache(path: Path) -> dict:
     return data if isinstance(data, dict) else {}
 
 
-class SelectedBackend(Backend):
+class SelectedBackend(WrappedBackend):
     """The chosen backend, recording in every summary what was chosen, among what, and why."""
 
     def __init__(self, inner: Backend, variant: str, precision: str, selection: dict):
-        self.inner = inner
+        super().__init__(inner)
         self.variant = variant
         self.name = f"auto:{variant}"
-        self.batch_size, self.seq_len, self.input_names = inner.batch_size, inner.seq_len, inner.input_names
         self.selection = dict(selection, precision=precision)
-
-    def run(self, feeds):
-        return self.inner.run(feeds)
-
-    def run_pipelined(self, items):
-        return self.inner.run_pipelined(items)
 
     def describe(self) -> dict:
         info = self.inner.describe()
         # "backend" stays the runtime that ran (as for an explicit choice); how it was chosen is added beside it.
         info.update(selected_by="auto", variant=self.variant, selection=self.selection)
         return info
-
-    def close(self) -> None:
-        self.inner.close()
 
 
 def calibration_loader(checkpoint_dir, tsv, batch: int, packed_rows: Optional[int] = None):

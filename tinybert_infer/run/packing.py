@@ -17,7 +17,7 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from tinybert_infer.backends.base import Backend
+from tinybert_infer.backends.base import Backend, WrappedBackend
 from tinybert_infer.errors import UsageError
 from tinybert_infer.layout import (CLS_INDEX_NAME, IDS_NAME, PACKED_INPUT_NAMES, PACKED_SLOTS, POSITIONS_NAME,
                                    SEGMENTS_NAME, SENTENCES_NAME)
@@ -97,15 +97,8 @@ def token_counts(batches: Sequence[PackedBatch], lengths: Sequence[int], width: 
             "packed_rows": int(sum(len(b.rows) for b in batches))}
 
 
-class FlatOutputs(Backend):
+class FlatOutputs(WrappedBackend):
     """A packed-graph backend whose [rows, slots, labels] outputs are handed on as [rows * slots, labels]."""
-
-    def __init__(self, backend: Backend):
-        self.inner = backend
-        self.name = backend.name
-        self.input_names = backend.input_names
-        self.batch_size = backend.batch_size
-        self.seq_len = backend.seq_len
 
     def run(self, feeds):
         return _flat(self.inner.run(feeds))
@@ -113,12 +106,6 @@ class FlatOutputs(Backend):
     def run_pipelined(self, items):
         for tag, logits, ms in self.inner.run_pipelined(items):
             yield tag, _flat(logits), ms
-
-    def describe(self) -> dict:
-        return self.inner.describe()
-
-    def close(self) -> None:
-        self.inner.close()
 
 
 def _flat(logits: np.ndarray) -> np.ndarray:
