@@ -174,7 +174,7 @@ def test_the_planner_leaves_packed_plans_out_for_sentences_wider_than_a_row(tiny
 def test_an_open_packed_plan_warms_up_once_and_its_next_job_gives_the_same_logits(tiny_exports, tiny_checkpoint,
                                                                                    tmp_path):
     """ais_bench's warm-up runs on the cold plan only: the FlatOutputs made afresh for each run still sees the
-    runtime warm, so a served plan does not pay a batch per job (23 ms of 590, shared checkpoint, AMX)."""
+    runtime warm, so a served plan does not pay a batch per job (8 % of it: shared checkpoint, AMX)."""
     from conftest import copy_exports
     from tinybert_infer.models.checkpoint import VOCAB_FILE
     from tinybert_infer.plan.planner import Plan, open_plan, packed_model_beside
