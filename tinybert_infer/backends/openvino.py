@@ -192,14 +192,18 @@ class OpenVinoStaticShapes(Backend):
             self._compiled[widths] = entry
         return entry[1]
 
+    def _widths(self, feeds) -> tuple:
+        """Each input's length, in input_names order: the key of its compiled shape."""
+        return tuple(int(feeds[name].shape[1]) for name in self.input_names)
+
     def warm_for(self, feeds) -> bool:
         """Warm, and the shape of these feeds compiled already (a new length compiles on its first batch)."""
-        return self.warm and tuple(int(feeds[name].shape[1]) for name in self.input_names) in self._compiled
+        return self.warm and self._widths(feeds) in self._compiled
 
     def _split(self, feeds):
         """(widths, chunks of at most static_batch rows, each filled up to it, with its real row count)."""
         rows = len(feeds[self.input_names[0]])  # every input is [rows, its width]
-        widths = tuple(int(feeds[name].shape[1]) for name in self.input_names)
+        widths = self._widths(feeds)
         for start in range(0, rows, self.static_batch):
             real = min(self.static_batch, rows - start)
             chunk = {}
