@@ -506,3 +506,73 @@ def test_graph_metadata_is_found_past_the_graph_reading_only_its_records(tiny_ex
     for cut in (len(data) - 3, len(data) // 2):
         path.write_bytes(data[:cut])
         assert read_onnx_metadata(path) == {}
+
+
+def _swapped_vocab_checkpoint(source: Path, dest: Path) -> Path:
+    """The same checkpoint with "good" and "bad" trading ids: same size and switches, every sentence with either
+    word turned into other ids."""
+    folder = Path(shutil.copytree(source, dest))
+    tokens = (folder / "vocab.txt").read_text().splitlines()
+    i, j = tokens.index("good"), tokens.index("bad")
+    tokens[i], tokens[j] = tokens[j], tokens[i]
+    (folder / "vocab.txt").write_text("\n".join(tokens) + "\n")
+    return folder
+
+
+def test_graph_or_inputs_of_another_vocabulary_are_refused_everywhere(tmp_path, tiny_checkpoint, tiny_exports):
+    """Same switches, another vocabulary: score, infer (--tsv and preprocessed inputs) and postprocess refuse
+    it, naming the file and both vocabularies, and write nothing. Before, each of them ran with exit 0 on ids the
+    graph was never trained on."""
+    from conftest import copy_exports
+
+    exports = copy_exports(tiny_exports, tmp_path / "exports")
+    other = _swapped_vocab_checkpoint(tiny_checkpoint, tmp_path / "other")
+    tsv = exports["tsv"]
+    code, _, err = run_main("preprocess", "--tsv", tsv, "--model_dir", other, "--output_dir", tmp_path / "other_bin")
+    assert code == 0, err
+    right = json.loads((exports["bin"] / "manifest.json").read_text())["vocab"]["digest"]
+    wrong = json.loads((tmp_path / "other_bin" / "manifest.json").read_text())["vocab"]["digest"]
+    assert right != wrong and right.startswith("sha256:")
+    ids = [np.concatenate([np.fromfile(f, np.int64) for f in sorted((b / "input_ids").iterdir())])
+           for b in (exports["bin"], tmp_path / "other_bin")]
+    assert not np.array_equal(*ids)  # the swap reaches the ids ("very very good" is in the TSV)
+
+    dyn, static = exports["dynamic"].sim_path, exports["static"].sim_path
+    code, _, err = run_main("score", "--tsv", tsv, "--model", dyn, "--model_dir", other,
+                            "--output", tmp_path / "scored", "--output_dirname", "s")
+    assert_error(code, err, DataError.exit_code, dyn, other / "vocab.txt", right[:19], wrong[:19])
+    code, _, err = run_main("infer", "--tsv", tsv, "--dynamic_length", "--batchsize", "4", "--model", dyn,
+                            "--model_dir", other, "--output", tmp_path / "result", "--output_dirname", "t")
+    assert_error(code, err, DataError.exit_code, dyn, "vocabulary")
+
+    def infer(bins, name):
+        dirs = ",".join(str(bins / n) for n in INPUTS)
+        return run_main("infer", "--backend", "onnxruntime", "--model", static, "--batchsize", "4",
+                        "--input", dirs, "--output", tmp_path / "result", "--output_dirname", name, "--outfmt", "TXT")
+
+    code, _, err = infer(tmp_path / "other_bin", "wrong")
+    assert_error(code, err, DataError.exit_code, tmp_path / "other_bin" / "manifest.json", wrong[:19], right[:19])
+    assert not (tmp_path / "scored").exists() and not (tmp_path / "result").exists()
+    code, _, err = infer(exports["bin"], "right")
+    assert code == 0, err
+    summary = json.loads((tmp_path / "result" / "right_summary.json").read_text())
+    assert summary["model_vocab"] == right
+    code, _, err = run_main("postprocess", "--result_dir", tmp_path / "result" / "right", "--bin_dir",
+                            tmp_path / "other_bin")
+    assert_error(code, err, ResultError.exit_code, "vocabulary")
+    code, _, err = run_main("postprocess", "--result_dir", tmp_path / "result" / "right", "--bin_dir", exports["bin"])
+    assert code == 0, err
+
+
+def test_vocabulary_digest_is_the_tokens_in_id_order_whatever_the_file(tmp_path, cased_checkpoint):
+    """tokenizer.json and vocab.txt holding the same tokens at the same ids are one vocabulary."""
+    from tinybert_infer.data.features import load_vocab, vocab_digest, vocab_file_digest
+
+    vocab = load_vocab(cased_checkpoint / "tokenizer.json")
+    txt = tmp_path / "vocab.txt"
+    txt.write_text("\n".join(sorted(vocab, key=vocab.get)) + "\n")
+    assert vocab_file_digest(txt) == vocab_file_digest(cased_checkpoint / "tokenizer.json") == vocab_digest(vocab)
+    swapped = dict(vocab)
+    first, second = sorted(vocab, key=vocab.get)[:2]
+    swapped[first], swapped[second] = vocab[second], vocab[first]
+    assert vocab_digest(swapped) != vocab_digest(vocab)

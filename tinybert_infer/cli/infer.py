@@ -61,7 +61,7 @@ def cmd_infer(args) -> int:
         dirs = [Path(d) for d in args.input.split(",") if d]
         extra = {"inputs_manifest_sha256": manifest_digest(dirs[0].parent), **run_model_record(backend, onnx_path),
                  "plan": plan_of_backend(backend, onnx_path, batch_size=args.batchsize, threads=args.threads).to_dict()}
-        _check_inputs_tokenizer(dirs[0].parent, extra["model_tokenizer"])
+        _check_inputs_tokenizer(dirs[0].parent, extra)
         report = run_files(backend, dirs, args.output, batch_size=args.batchsize, outfmt=args.outfmt,
                            output_dirname=args.output_dirname, loop=args.loop, warmup_count=args.warmup_count,
                            extra_summary=extra)
@@ -82,21 +82,15 @@ def _require_output(args) -> None:
         raise UsageError("give --output: results are only saved under an output root")
 
 
-def _check_inputs_tokenizer(bin_dir: Path, model_tokenizer) -> None:
-    """Inputs tokenised with other switches than the model's are refused before anything runs."""
+def _check_inputs_tokenizer(bin_dir: Path, model_record: dict) -> None:
+    """Inputs tokenised with other switches or another vocabulary than the model's are refused before anything
+    runs."""
     from tinybert_infer.data.features import check_inputs_tokenizer, read_manifest
     from tinybert_infer.layout import MANIFEST_NAME
 
     if (bin_dir / MANIFEST_NAME).is_file():
-        check_inputs_tokenizer(bin_dir / MANIFEST_NAME, read_manifest(bin_dir), model_tokenizer)
-
-
-def _check_tsv_tokenizer(vocab: Path, model_tokenizer) -> None:
-    """--tsv is tokenised with --model_dir's switches, which must be the exported graph's."""
-    from tinybert_infer.data.features import check_inputs_tokenizer, read_tokenizer_settings
-
-    made_with = {"tokenizer": read_tokenizer_settings(vocab.parent).record()}
-    check_inputs_tokenizer(vocab.parent, made_with, model_tokenizer)
+        check_inputs_tokenizer(bin_dir / MANIFEST_NAME, read_manifest(bin_dir), model_record["model_tokenizer"],
+                               model_vocab=model_record["model_vocab"])
 
 
 def _print_run(report, extra_block: str = "") -> None:
@@ -137,6 +131,7 @@ def cmd_infer_by_length(args) -> int:
     from tinybert_infer.data.features import manifest_digest
     from tinybert_infer.run.length import format_length_block, parse_buckets, read_sample_files, read_tsv_samples
     from tinybert_infer.layout import dynamic_sim_onnx_name
+    from tinybert_infer.models.specs import check_graph_tokenizer
 
     if (args.tsv is None) == (args.input is None):
         raise UsageError("give exactly one of --input (preprocessed folders) and --tsv")
@@ -154,11 +149,12 @@ def cmd_infer_by_length(args) -> int:
     model_record = _model_record(args.backend, model_dir, onnx_path, args.head)
     if args.tsv is not None:
         vocab = model_vocab(model_dir)
-        _check_tsv_tokenizer(vocab, model_record["model_tokenizer"])
+        if args.backend != "torch":  # torch tokenises with its own checkpoint's folder
+            check_graph_tokenizer(onnx_path, vocab)
         samples = read_tsv_samples(args.tsv, vocab, args.max_seq_length)
     else:
         dirs = [Path(d) for d in args.input.split(",") if d]
-        _check_inputs_tokenizer(dirs[0].parent, model_record["model_tokenizer"])
+        _check_inputs_tokenizer(dirs[0].parent, model_record)
         samples = read_sample_files(dirs, INPUT_NAMES)
         samples.summary_extra["inputs_manifest_sha256"] = manifest_digest(dirs[0].parent)
     samples.summary_extra.update(model_record)

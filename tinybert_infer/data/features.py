@@ -56,6 +56,23 @@ def describe_tokenizer(record: dict) -> str:
                                                                    "tokenize_chinese_chars"))
 
 
+def vocab_digest(vocab: dict) -> str:
+    """The identity of a vocabulary: sha256 of its tokens in id order. Two checkpoints with the same switches but
+    other vocabularies turn the same text into other ids, and a graph fed them gives wrong labels without any
+    other sign. vocab.txt and tokenizer.json with the same tokens and ids get the same digest."""
+    tokens = sorted(vocab, key=vocab.__getitem__)
+    return "sha256:" + hashlib.sha256("\n".join(tokens).encode("utf-8")).hexdigest()
+
+
+def vocab_file_digest(vocab_file) -> str:
+    return make_tokenizer(vocab_file).vocab_digest
+
+
+def describe_vocab(digest: str) -> str:
+    """Short enough for a one-line error, long enough to tell two vocabularies apart."""
+    return f"vocabulary {digest[:len('sha256:') + 12]}"
+
+
 def read_tokenizer_settings(folder) -> TokenizerSettings:
     """folder/tokenizer_config.json read as transformers' BertTokenizer.from_pretrained reads it (its keys
     override BertTokenizer's defaults; tokenizer.json's normaliser is not consulted, as in transformers 5);
@@ -147,6 +164,7 @@ class WordPieceTokenizer:
             raise DataError(f"{vocab_file}: the vocabulary has no {', '.join(missing)} token (a BERT vocabulary "
                             f"needs {', '.join(REQUIRED_TOKENS)})")
         self.vocab_size = len(vocab)
+        self.vocab_digest = vocab_digest(vocab)
         self.pad_token_id = vocab["[PAD]"]
         tokenizer = Tokenizer(WordPiece(vocab, unk_token="[UNK]", max_input_chars_per_word=100))
         tokenizer.normalizer = normalizers.BertNormalizer(
@@ -248,7 +266,7 @@ def preprocess(tsv_path, vocab_file, out_dir, *, max_seq_length: int = SEQ_LEN,
             "file_pattern": sample_file_name(0).replace("0", "{index}"),
             "real_tokens": real_tokens,
             "tsv": {"path": str(reader.path), "sha256": reader.sha256},
-            "vocab": {"path": str(vocab_file), "sha256": file_sha256(vocab_file)},
+            "vocab": {"path": str(vocab_file), "sha256": file_sha256(vocab_file), "digest": tokenizer.vocab_digest},
             "tokenizer": settings.record(),
             "label_names": list(label_set) if label_set is not None and labels.count else None,
             "labels": labels if labels.count else None,
@@ -290,10 +308,22 @@ def check_tokenizer_match(path, what: str, made_with: Optional[str], other: str,
         raise error(f"{path}: {what} {made_with}, but {other} uses {expected}; {fix}")
 
 
-def check_inputs_tokenizer(manifest_path, manifest: dict, model_tokenizer: Optional[str], error=DataError) -> None:
+def check_vocab_match(path, what: str, made_with: Optional[str], other: str, expected: Optional[str], fix: str,
+                      error=DataError) -> None:
+    """check_tokenizer_match for vocabularies: full digests compared, short ones shown."""
+    if made_with and expected and made_with != expected:
+        raise error(f"{path}: {what} {describe_vocab(made_with)}, but {other} uses {describe_vocab(expected)}; {fix}")
+
+
+def check_inputs_tokenizer(manifest_path, manifest: dict, model_tokenizer: Optional[str], error=DataError,
+                           model_vocab: Optional[str] = None) -> None:
+    """Inputs made with other switches or another vocabulary than the model's are refused (where both sides say
+    which: manifests and graphs from before the vocabulary was recorded are checked on the switches alone)."""
+    fix = "preprocess again with this model's folder (--model_dir)"
     check_tokenizer_match(manifest_path, "inputs were tokenised with", describe_tokenizer(manifest_tokenizer(manifest)),
-                          "the model's tokenizer",
-                          model_tokenizer, "preprocess again with this model's folder (--model_dir)", error)
+                          "the model's tokenizer", model_tokenizer, fix, error)
+    check_vocab_match(manifest_path, "inputs were tokenised with", (manifest.get("vocab") or {}).get("digest"),
+                      "the model's tokenizer", model_vocab, fix, error)
 
 
 def manifest_digest(bin_dir) -> Optional[str]:

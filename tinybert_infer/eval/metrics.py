@@ -63,7 +63,8 @@ def _check_consistency(result_dir: Path, manifest: dict, bin_dir=None) -> None:
             f"{result_dir}: {outputs} output files but the manifest describes {manifest['count']} samples "
             f"(results of another input set?)"
         )
-    check_inputs_tokenizer(result_dir, manifest, read_summary_value(result_dir, "model_tokenizer"), ResultError)
+    check_inputs_tokenizer(result_dir, manifest, read_summary_value(result_dir, "model_tokenizer"), ResultError,
+                           model_vocab=read_summary_value(result_dir, "model_vocab"))
     recorded = read_summary_value(result_dir, "inputs_manifest_sha256")
     if recorded and manifest.get("_sha256") and recorded != manifest["_sha256"]:
         raise ResultError(

@@ -18,6 +18,7 @@ from tinybert_infer.layout import INPUT_NAMES
 HEAD_FLAG = "--head"
 METADATA_HEAD = "tinybert_infer.head"            # ONNX metadata_props written at export: the head's name
 METADATA_TOKENIZER = "tinybert_infer.tokenizer"  # and the checkpoint's tokenizer switches (data.describe_tokenizer)
+METADATA_VOCAB = "tinybert_infer.vocab"          # and its vocabulary's digest (data.vocab_digest)
 METADATA_LABELS = "tinybert_infer.models.labels"        # and, as JSON, Checkpoint.labels_record (outputs in dataset order)
 
 
@@ -96,8 +97,12 @@ def read_onnx_metadata(onnx_path) -> dict:
 
 
 def checkpoint_record(checkpoint) -> dict:
-    """What a run summary records about a checkpoint's network: head, tokenizer switches, output labels."""
+    """What a run summary records about a checkpoint's network: head, tokenizer switches and vocabulary, output
+    labels."""
+    from tinybert_infer.data.features import make_tokenizer
+
     return {"head": checkpoint.spec.name, "model_tokenizer": checkpoint.tokenizer.label(),
+            "model_vocab": make_tokenizer(checkpoint.vocab_file, checkpoint.tokenizer).vocab_digest,
             "model_labels": checkpoint.labels_record()}
 
 
@@ -112,4 +117,17 @@ def run_model_record(backend, onnx_path=None) -> dict:
     meta = read_onnx_metadata(onnx_path) if onnx_path is not None and Path(onnx_path).is_file() else {}
     labels = meta.get(METADATA_LABELS)
     return {"head": meta.get(METADATA_HEAD), "model_tokenizer": meta.get(METADATA_TOKENIZER),
-            "model_labels": json.loads(labels) if labels else None}
+            "model_vocab": meta.get(METADATA_VOCAB), "model_labels": json.loads(labels) if labels else None}
+
+
+def check_graph_tokenizer(onnx: Path, vocab: Path) -> None:
+    """A graph exported from a checkpoint with other tokenizer switches or another vocabulary would be fed ids it
+    was never trained on."""
+    from tinybert_infer.data.features import (check_tokenizer_match, check_vocab_match, read_tokenizer_settings,
+                                              vocab_file_digest)
+
+    meta = read_onnx_metadata(onnx)
+    what, fix = "exported from a checkpoint whose tokenizer uses", "give the --model_dir it was exported from"
+    check_tokenizer_match(onnx, what, meta.get(METADATA_TOKENIZER), str(vocab.parent),
+                          read_tokenizer_settings(vocab.parent).label(), fix)
+    check_vocab_match(onnx, what, meta.get(METADATA_VOCAB), str(vocab), vocab_file_digest(vocab), fix)

@@ -46,6 +46,7 @@ def make_score_plan(*, backend: Optional[str] = None, precision: Optional[str] =
         raise UsageError(f"--max_seq_length must be at least 2, got {max_seq_length}")
     # here, not at the top: torch only when a run needs it
     from tinybert_infer.models.checkpoint import check_vocab, find_vocab_file
+    from tinybert_infer.models.specs import check_graph_tokenizer
 
     model_dir = Path(model_dir).resolve()
     vocab = find_vocab_file(model_dir)  # vocab.txt or tokenizer.json; tokenizer_config.json beside it is honoured
@@ -91,16 +92,6 @@ def choose_run_plan(precision: str, onnx: Path, *, model_dir: Path, data_dir: Op
     return make_plan(dynamic_model=onnx, precision=precision, batch_size=batch_size, threads=threads, data=data,
                      checkpoint_dir=model_dir, calibration_tsv=data_dir / "test.tsv", candidates=candidates,
                      gate=gate, job_size=job_size)
-
-
-def check_graph_tokenizer(onnx: Path, vocab: Path) -> None:
-    """A graph exported from a checkpoint with other tokenizer switches would be fed ids it was never trained on."""
-    from tinybert_infer.data.features import check_tokenizer_match, read_tokenizer_settings
-    from tinybert_infer.models.specs import METADATA_TOKENIZER, read_onnx_metadata
-
-    check_tokenizer_match(onnx, "exported from a checkpoint whose tokenizer uses",
-                          read_onnx_metadata(onnx).get(METADATA_TOKENIZER), str(vocab.parent),
-                          read_tokenizer_settings(vocab.parent).label(), "give the --model_dir it was exported from")
 
 
 class Scorer:
