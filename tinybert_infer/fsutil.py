@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -267,3 +268,15 @@ def file_sha256(path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def model_sha256(path) -> str:
+    """file_sha256 of a model graph, computed once per file version (inode, size, times) in a process: a planner
+    run asks for a 90 MB graph's several times."""
+    stat = os.stat(path)
+    return _model_sha256(os.path.realpath(path), stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
+
+
+@functools.lru_cache(maxsize=32)
+def _model_sha256(path: str, *_version) -> str:
+    return file_sha256(path)

@@ -45,13 +45,15 @@ def read_config(checkpoint: Path):
 
 
 def export_for(checkpoint: Path, batch: int, out_dir: Path, tsv=None, tolerance: float = 1e-4) -> Path:
-    """The simplified static ONNX at `batch`, exported unless one newer than the weights is there."""
+    """The simplified static ONNX at `batch`, exported unless one of this checkpoint's network is there (its
+    recorded identity, not file times: a checkpoint copied in with its old times is still another network)."""
     from tinybert_infer.export.onnx import export_checkpoint
+    from tinybert_infer.models.checkpoint import read_checkpoint
+    from tinybert_infer.models.specs import METADATA_NETWORK, network_digest, read_onnx_metadata
 
     sim = out_dir / sim_onnx_name(batch)
-    weights = max((checkpoint / n for n in ("pytorch_model.bin", "model.safetensors") if (checkpoint / n).is_file()),
-                  key=lambda p: p.stat().st_mtime)
-    if not (sim.is_file() and sim.stat().st_mtime >= weights.stat().st_mtime):
+    recorded = read_onnx_metadata(sim).get(METADATA_NETWORK) if sim.is_file() else None
+    if recorded is None or recorded != network_digest(read_checkpoint(checkpoint)):
         export_checkpoint(checkpoint, batch, out_dir, tsv_path=tsv, validate_count=max(16, batch), tolerance=tolerance)
     return sim
 

@@ -19,8 +19,8 @@ from tinybert_infer.models.checkpoint import Checkpoint, load_model
 from tinybert_infer.errors import ExportError
 from tinybert_infer.layout import DEFAULT_OPSET, IDS_NAME, INPUT_NAMES, OUTPUT_NAME, SEQ_LEN, onnx_name, sim_onnx_name
 from tinybert_infer.fsutil import staged_files
-from tinybert_infer.models.specs import (METADATA_HEAD, METADATA_LABELS, METADATA_TOKENIZER, METADATA_VOCAB,
-                                         checkpoint_record)
+from tinybert_infer.models.specs import (METADATA_HEAD, METADATA_LABELS, METADATA_NETWORK, METADATA_TOKENIZER,
+                                         METADATA_VOCAB, checkpoint_record)
 
 PYTORCH = "PyTorch"  # the project's own module, computing every row (textbook_reference)
 # onnxsim passes that destroy the patterns ONNX Runtime's BERT fusions look for (MatMul+Add -> Gemm,
@@ -211,14 +211,15 @@ def parity_references(checkpoint: Checkpoint, model) -> dict:
 
 
 def stamp_metadata(path: Path, checkpoint: Checkpoint) -> None:
-    """Record the head, the tokenizer switches and vocabulary and the output labels in the graph, so inference can
-    record and check them."""
+    """Record the head, the tokenizer switches and vocabulary, the network's identity and the output labels in the
+    graph, so inference can record and check them."""
     import onnx
 
     record = checkpoint_record(checkpoint)
     model = onnx.load(str(path))
     props = {METADATA_HEAD: record["head"], METADATA_TOKENIZER: record["model_tokenizer"],
-             METADATA_VOCAB: record["model_vocab"], METADATA_LABELS: json.dumps(record["model_labels"])}
+             METADATA_VOCAB: record["model_vocab"], METADATA_NETWORK: record["model_network"],
+             METADATA_LABELS: json.dumps(record["model_labels"])}
     kept = [p for p in model.metadata_props if p.key not in props]
     del model.metadata_props[:]
     model.metadata_props.extend(kept)

@@ -95,8 +95,33 @@ def _quiet():
             root.setLevel(level)
 
 
+def _source_record(dst: Path) -> Path:
+    return dst.with_name(dst.name + ".source")
+
+
 def _fresh(dst: Path, src: Path) -> bool:
-    return dst.is_file() and dst.stat().st_mtime >= src.stat().st_mtime
+    """Whether dst was built from src as it is now: the digest recorded beside dst when it was built is src's.
+    Times would not do: a graph copied in with its old time (cp -p, tar, rsync -a) looks older than the
+    artefacts of the model it replaces, which would then run in its place."""
+    from tinybert_infer.fsutil import model_sha256
+
+    try:
+        return dst.is_file() and _source_record(dst).read_text(encoding="ascii").strip() == model_sha256(src)
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
+@contextlib.contextmanager
+def _building(dst: Path, src: Path):
+    """Around a build of dst from src: its record goes first (a build cut short leaves no record, so the next run
+    builds again) and is written once dst is complete."""
+    from tinybert_infer.fsutil import model_sha256
+
+    record = _source_record(dst)
+    record.unlink(missing_ok=True)
+    yield
+    with staged_file(record) as tmp:
+        Path(tmp).write_text(model_sha256(src) + "\n", encoding="ascii")
 
 
 # ---------------------------------------------------------------- ONNX Runtime fp32 fusions
@@ -268,7 +293,8 @@ def build_artefacts(sim: Path, names: Sequence[str], *, batch_size: int, threads
         start = time.perf_counter()
         if rebuild or not _fresh(fused, sim):
             log(f"fusing {sim.name} (ORT BERT optimizer)")
-            fuse_bert(sim, fused, num_heads=num_heads, hidden_size=hidden_size)
+            with _building(fused, sim):
+                fuse_bert(sim, fused, num_heads=num_heads, hidden_size=hidden_size)
         out["onnxruntime-fused"] = Artefact("onnxruntime-fused", fused, time.perf_counter() - start,
                                             {"fused": fused_counts(fused)})
     for name in wanted:
@@ -281,7 +307,9 @@ def build_artefacts(sim: Path, names: Sequence[str], *, batch_size: int, threads
             if rebuild or not _fresh(path, sim):
                 log(f"quantising {sim.name} (ORT dynamic INT8)")
                 timer = (lambda p: time_fn("onnxruntime-int8-dynamic", p)) if time_fn else (lambda p: 0.0)
-                notes = build_int8_dynamic(sim, fused if int8_dynamic_from_fused(sim) else None, path, time_fn=timer)
+                with _building(path, sim):
+                    notes = build_int8_dynamic(sim, fused if int8_dynamic_from_fused(sim) else None, path,
+                                               time_fn=timer)
             out[name] = Artefact(name, path, time.perf_counter() - start, notes)
         elif name in ("openvino-int8", "openvino-int8-bf16"):
             if not nncf_available():
@@ -292,7 +320,8 @@ def build_artefacts(sim: Path, names: Sequence[str], *, batch_size: int, threads
                 log(f"quantising {sim.name} (NNCF INT8)")
                 if calibration is None:
                     raise UsageError("openvino-int8 needs calibration data")
-                notes = quantize_openvino_int8(sim, path, calibration())
+                with _building(path, sim):
+                    notes = quantize_openvino_int8(sim, path, calibration())
             out[name] = Artefact(name, path, time.perf_counter() - start, notes)
     return {n: out[n] for n in wanted if n in out}
 

@@ -357,6 +357,7 @@ def candidate_plans(precision: str, *, dynamic_model, batch_size: int, threads: 
     """In order of preference (the first one is kept unless another is clearly faster). Paths are the artefacts
     each variant runs; build them with build_candidate_artefacts first."""
     from tinybert_infer.export.optimize import artefact_path, variant
+    from tinybert_infer.models.specs import same_network
 
     dyn = Path(dynamic_model)
     plans: List[Plan] = []
@@ -381,7 +382,8 @@ def candidate_plans(precision: str, *, dynamic_model, batch_size: int, threads: 
             plans.append(Plan(name, path, "length", batch_size, "dynamic", streams=two, threads=threads))
         else:
             plans.append(Plan(name, path, "length", batch_size, "dynamic", threads=threads))
-    if static_model is not None:  # the recipe's static-64 path, as a yardstick that may win on a static model
+    if static_model is not None and same_network(dyn, static_model):
+        # the recipe's static-64 path, as a yardstick that may win on a static model (only the same network's)
         main = _dynamic_variants(precision)[0]
         if main in ("openvino-fp32", "openvino-bf16"):
             plans.append(Plan(main, str(static_model), "static", batch_size, "fixed", threads=threads))
@@ -389,11 +391,14 @@ def candidate_plans(precision: str, *, dynamic_model, batch_size: int, threads: 
 
 
 def packed_model_beside(dynamic_model: Path) -> Optional[Path]:
-    """TinyBERT_sim_packed.onnx where export --dynamic wrote it, beside the dynamic model; None for an older export."""
+    """TinyBERT_sim_packed.onnx where export --dynamic wrote it, beside the dynamic model, when it was exported from
+    the same network; None otherwise. A packed graph left from an earlier export (another checkpoint, or one whose
+    packed export failed after the dynamic graph landed) would otherwise score the corpus with the wrong model."""
     from tinybert_infer.layout import packed_sim_onnx_name
+    from tinybert_infer.models.specs import same_network
 
     path = Path(dynamic_model).with_name(packed_sim_onnx_name())
-    return path if path.is_file() else None
+    return path if path.is_file() and same_network(dynamic_model, path) else None
 
 
 def packed_rows(batch_size: int) -> int:
@@ -533,14 +538,14 @@ def pick(plans: Sequence[Plan], medians: Dict[str, float], margin: float = SWITC
 
 
 def _cache_key(plans: Sequence[Plan], batch_size: int, threads: int, precision: str) -> str:
-    from tinybert_infer.fsutil import file_sha256
+    from tinybert_infer.fsutil import model_sha256
     from tinybert_infer.machine import cpu_key
     from tinybert_infer.plan.select import runtime_versions_key
 
     import hashlib
 
     models = sorted({p.model for p in plans})
-    digests = ",".join(file_sha256(Path(m))[:16] if Path(m).is_file() else "missing" for m in models)
+    digests = ",".join(model_sha256(Path(m))[:16] if Path(m).is_file() else "missing" for m in models)
     # The candidates themselves too: a choice among other candidates (an older version's) is measured again.
     labels = hashlib.sha256("\n".join(sorted(p.label() for p in plans)).encode()).hexdigest()[:16]
     return "|".join(["plan", digests, f"candidates{labels}", f"bs{batch_size}", f"threads{threads}", precision,
