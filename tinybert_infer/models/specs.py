@@ -122,8 +122,8 @@ def same_network(graph, other) -> bool:
 
 
 def checkpoint_record(checkpoint) -> dict:
-    """What a run summary records about a checkpoint's network: head, tokenizer switches and vocabulary, output
-    labels."""
+    """What a run summary records about a checkpoint's network: head, tokenizer switches and vocabulary, the
+    network's identity, output labels."""
     from tinybert_infer.data.features import make_tokenizer
 
     return {"head": checkpoint.spec.name, "model_tokenizer": checkpoint.tokenizer.label(),
