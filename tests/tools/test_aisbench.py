@@ -432,3 +432,46 @@ def test_shared_model_with_an_int32_om_is_right_or_refused_and_concurrent_runs_s
             assert accuracy_line(post) == f"acc:{oracle['accuracy']:.4f}", (bs, folder)
             preds = [int(np.argmax(np.loadtxt(work / "result" / folder / f"input{i}_0.txt"))) for i in range(oracle["n"])]
             assert preds == oracle["preds"], (bs, folder)
+
+
+def test_om_records_its_onnx_and_ais_infer_refuses_a_stale_om_or_inputs_for_another_model(workdir, tmp_path,
+                                                                                        tiny_checkpoint):
+    """`om` leaves what the OM was compiled from beside it. ais_bench would run a stale OM (its ONNX exported
+    again from another checkpoint, atc not rerun) or inputs tokenised with another vocabulary, exit 0: ais-infer
+    refuses both in one line before the tool runs, and runs again once the OM is compiled afresh."""
+    from tinybert_infer.export.onnx import export_checkpoint
+    from tinybert_infer.models.specs import METADATA_NETWORK, read_onnx_metadata
+
+    env = tool_env(tmp_path)
+    onnx = workdir / f"TinyBERT_sim_bs{BS}.onnx"
+    assert run_cli_in_process("om", "--batch_size", BS, "--chip", "310P3", cwd=workdir, env=env).returncode == 0
+    record = json.loads((workdir / f"TinyBERT_bs{BS}.om.source").read_text())
+    assert record["onnx"] == str(onnx) and record["model_network"] == read_onnx_metadata(onnx)[METADATA_NETWORK]
+
+    other = shutil.copytree(tiny_checkpoint, tmp_path / "swapped_vocab")
+    tokens = (other / "vocab.txt").read_text().splitlines()
+    i, j = tokens.index("good"), tokens.index("bad")
+    tokens[i], tokens[j] = tokens[j], tokens[i]
+    (other / "vocab.txt").write_text("\n".join(tokens) + "\n")
+    tsv = write_tsv(tmp_path / "dev.tsv")
+    made = run_cli_in_process("preprocess", "--tsv", tsv, "--model_dir", other, "--output_dir", workdir / "other_bin",
+                              cwd=workdir, env=env)
+    assert made.returncode == 0, made.stderr
+    dirs = ",".join(f"other_bin/{n}" for n in ("input_ids", "segment_ids", "input_mask"))
+    run = cli("ais-infer", "--batchsize", BS, "--input", dirs, "--output_dirname", "foreign", cwd=workdir, env=env)
+    assert run.returncode == 4, run.stdout + run.stderr
+    [error] = error_lines(run)
+    assert "other_bin/manifest.json: inputs were tokenised with vocabulary" in error
+
+    retrained = write_random_checkpoint(tmp_path / "retrained", words=WORDS, seed=9)
+    export_checkpoint(retrained, BS, workdir, tsv_path=tsv)  # the ONNX exported again; atc not rerun
+    run = cli("ais-infer", "--batchsize", BS, "--output_dirname", "stale", cwd=workdir, env=env)
+    assert run.returncode == 6, run.stdout + run.stderr
+    [error] = error_lines(run)
+    assert f"TinyBERT_bs{BS}.om: compiled from TinyBERT_sim_bs{BS}.onnx when it held network sha256:" in error
+    assert f"bash test/onnx2om.sh {BS} CHIP" in error
+    assert recorded(tmp_path, "ais_bench") == [] and not (workdir / "result").exists()
+
+    assert run_cli_in_process("om", "--batch_size", BS, "--chip", "310P3", cwd=workdir, env=env).returncode == 0
+    run = cli("ais-infer", "--batchsize", BS, "--output_dirname", "fresh", cwd=workdir, env=env)
+    assert run.returncode == 0, run.stdout + run.stderr

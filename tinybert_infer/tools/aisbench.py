@@ -26,6 +26,7 @@ from tinybert_infer.errors import DataError, ToolError, UsageError
 from tinybert_infer.fsutil import discard_dir
 from tinybert_infer.layout import DEFAULT_BIN_DIR, DEFAULT_RESULT_DIR, FILE_DTYPES, INPUT_NAMES, om_stem
 from tinybert_infer.run.results import OUTFMTS, clear_incomplete, create_result_dir, summary_path
+from tinybert_infer.tools.atc import check_om_source
 from tinybert_infer.tools.process import command_line, run_streamed
 
 INSTALL_HINT = ("install ais_bench for this Python (the aclruntime and ais_bench wheels from "
@@ -218,6 +219,7 @@ def run_infer(om, batch_size: int, *, input_dirs: Optional[Sequence] = None, out
     for folder in input_dirs:
         if not Path(folder).is_dir():
             raise ToolError(f"{folder}: input folder not found (run bash test/preprocess_data.sh first)")
+    check_om_source(Path(om), Path(input_dirs[0]).parent, batch_size)
     check_inputs_fit(Path(om), describe_om(Path(om), device or 0, python), input_dirs, batch_size)
     # Claimed atomically (mkdir) with its .incomplete marker; ais_bench writes into an existing folder.
     folder = create_result_dir(Path(output), output_dirname)

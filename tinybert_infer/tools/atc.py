@@ -173,6 +173,7 @@ def convert(model: Path, batch_size: int, chip: str, *, output: Optional[str] = 
         print(command_line(["atc", *argv[1:]]))
         return None
     print(f"[atc] {command_line(argv)}", flush=True)
+    om_source_path(Path(f"{output}.om")).unlink(missing_ok=True)  # whatever atc leaves, no old record vouches for it
     started = time.time()
     run = run_streamed(argv)
     written = find_written_om(output, started)
@@ -186,8 +187,59 @@ def convert(model: Path, batch_size: int, chip: str, *, output: Optional[str] = 
     if written != final:
         os.replace(written, final)  # a suffixed OM runs only on that OS/arch; later stages expect the plain name
         print(f"[atc] wrote {written.name}; renamed to {final.name}")
+    write_om_source(final, Path(model))
     print(f"[atc] OM: {final}")
     return final
+
+
+# ---------------------------------------------------------------- what an OM was compiled from
+OM_SOURCE_FORMAT = "tinybert-infer-om-source/1"
+
+
+def om_source_path(om: Path) -> Path:
+    return om.with_name(om.name + ".source")
+
+
+def write_om_source(om: Path, onnx: Path) -> None:
+    """Beside the OM: the ONNX it was compiled from and what that graph's metadata says (network, tokenizer,
+    vocabulary, labels). An OM carries none of it, and ais_bench runs whatever OM and inputs it is given: with
+    this record, ais-infer refuses an OM left from another network's ONNX and inputs tokenised for another model."""
+    from tinybert_infer.fsutil import file_sha256, write_json_atomic
+    from tinybert_infer.models.specs import run_model_record
+
+    write_json_atomic(om_source_path(om), {"format": OM_SOURCE_FORMAT, "onnx": str(onnx.resolve()),
+                                           "onnx_sha256": file_sha256(onnx), **run_model_record(None, onnx)})
+
+
+def read_om_source(om: Path) -> Optional[dict]:
+    """The record write_om_source left, or None (an OM compiled without this project, or a record unreadable)."""
+    import json
+
+    try:
+        record = json.loads(om_source_path(om).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    return record if isinstance(record, dict) and record.get("format") == OM_SOURCE_FORMAT else None
+
+
+def check_om_source(om: Path, bin_dir: Path, batch_size: int) -> None:
+    """Before ais_bench runs: the OM must still be its ONNX's network (the graph was not exported again from
+    another checkpoint since atc ran), and the inputs must be tokenised as that network was trained."""
+    from tinybert_infer.data.features import check_inputs_tokenizer, read_manifest
+    from tinybert_infer.layout import MANIFEST_NAME
+    from tinybert_infer.models.specs import METADATA_NETWORK, read_onnx_metadata
+
+    record = read_om_source(om)
+    if record is None:
+        return
+    onnx, network = Path(record.get("onnx", "")), record.get("model_network")
+    now = read_onnx_metadata(onnx).get(METADATA_NETWORK) if onnx.is_file() else None
+    if network and now and now != network:
+        raise ExportError(f"{om}: compiled from {onnx.name} when it held network {network[:19]}, but {onnx.name} is "
+                          f"now network {now[:19]}; compile it again (bash test/onnx2om.sh {batch_size} CHIP)")
+    if (bin_dir / MANIFEST_NAME).is_file():
+        check_inputs_tokenizer(bin_dir / MANIFEST_NAME, read_manifest(bin_dir), record.get("model_tokenizer"),
+                               model_vocab=record.get("model_vocab"))
 
 
 # ---------------------------------------------------------------- CLI: python -m tinybert_infer om
