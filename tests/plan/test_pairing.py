@@ -114,7 +114,7 @@ def test_an_artefact_is_rebuilt_when_its_source_changes_whatever_the_file_times(
 def test_the_benchmark_reuses_a_static_export_only_of_the_same_network(tmp_path, tiny_checkpoint, other_network):
     from tinybert_infer.bench.prepare import export_for
     from tinybert_infer.models.checkpoint import read_checkpoint
-    from tinybert_infer.models.specs import METADATA_NETWORK, network_digest, read_onnx_metadata
+    from tinybert_infer.models.specs import METADATA_NETWORK, read_onnx_metadata
 
     sim = export_for(tiny_checkpoint, 2, tmp_path)
     written = sim.stat().st_mtime_ns
@@ -123,4 +123,4 @@ def test_the_benchmark_reuses_a_static_export_only_of_the_same_network(tmp_path,
     for path in other.iterdir():
         os.utime(path, (1_000_000, 1_000_000))  # older than the export: by file times it would be reused
     export_for(other, 2, tmp_path)
-    assert read_onnx_metadata(sim)[METADATA_NETWORK] == network_digest(read_checkpoint(other))
+    assert read_onnx_metadata(sim)[METADATA_NETWORK] == read_checkpoint(other).network_digest

@@ -49,11 +49,11 @@ def export_for(checkpoint: Path, batch: int, out_dir: Path, tsv=None, tolerance:
     recorded identity, not file times: a checkpoint copied in with its old times is still another network)."""
     from tinybert_infer.export.onnx import export_checkpoint
     from tinybert_infer.models.checkpoint import read_checkpoint
-    from tinybert_infer.models.specs import METADATA_NETWORK, network_digest, read_onnx_metadata
+    from tinybert_infer.models.specs import METADATA_NETWORK, read_onnx_metadata
 
     sim = out_dir / sim_onnx_name(batch)
     recorded = read_onnx_metadata(sim).get(METADATA_NETWORK) if sim.is_file() else None
-    if recorded is None or recorded != network_digest(read_checkpoint(checkpoint)):
+    if recorded is None or recorded != read_checkpoint(checkpoint).network_digest:
         export_checkpoint(checkpoint, batch, out_dir, tsv_path=tsv, validate_count=max(16, batch), tolerance=tolerance)
     return sim
 

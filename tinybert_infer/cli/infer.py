@@ -39,7 +39,7 @@ def add_command(sub):
 
 def cmd_infer(args) -> int:
     from tinybert_infer.backends import make_backend
-    from tinybert_infer.data.features import manifest_digest
+    from tinybert_infer.data.features import check_folder_tokenizer, manifest_digest
     from tinybert_infer.run.inference import run_files, run_pure
     from tinybert_infer.models.specs import run_model_record
 
@@ -61,7 +61,7 @@ def cmd_infer(args) -> int:
         dirs = [Path(d) for d in args.input.split(",") if d]
         extra = {"inputs_manifest_sha256": manifest_digest(dirs[0].parent), **run_model_record(backend, onnx_path),
                  "plan": plan_of_backend(backend, onnx_path, batch_size=args.batchsize, threads=args.threads).to_dict()}
-        _check_inputs_tokenizer(dirs[0].parent, extra)
+        check_folder_tokenizer(dirs[0].parent, extra)
         report = run_files(backend, dirs, args.output, batch_size=args.batchsize, outfmt=args.outfmt,
                            output_dirname=args.output_dirname, loop=args.loop, warmup_count=args.warmup_count,
                            extra_summary=extra)
@@ -80,17 +80,6 @@ def _model_path(args, default_name):
 def _require_output(args) -> None:
     if args.output is None:
         raise UsageError("give --output: results are only saved under an output root")
-
-
-def _check_inputs_tokenizer(bin_dir: Path, model_record: dict) -> None:
-    """Inputs tokenised with other switches or another vocabulary than the model's are refused before anything
-    runs."""
-    from tinybert_infer.data.features import check_inputs_tokenizer, read_manifest
-    from tinybert_infer.layout import MANIFEST_NAME
-
-    if (bin_dir / MANIFEST_NAME).is_file():
-        check_inputs_tokenizer(bin_dir / MANIFEST_NAME, read_manifest(bin_dir), model_record["model_tokenizer"],
-                               model_vocab=model_record["model_vocab"])
 
 
 def _print_run(report, extra_block: str = "") -> None:
@@ -128,7 +117,7 @@ def _add_length_args(p):
 
 def cmd_infer_by_length(args) -> int:
     """infer --dynamic_length and/or --tsv: samples fed through a plan (tinybert_infer.plan.planner, dynamic)."""
-    from tinybert_infer.data.features import manifest_digest
+    from tinybert_infer.data.features import check_folder_tokenizer, manifest_digest
     from tinybert_infer.run.length import format_length_block, parse_buckets, read_sample_files, read_tsv_samples
     from tinybert_infer.layout import dynamic_sim_onnx_name
     from tinybert_infer.models.specs import check_graph_tokenizer
@@ -154,7 +143,7 @@ def cmd_infer_by_length(args) -> int:
         samples = read_tsv_samples(args.tsv, vocab, args.max_seq_length)
     else:
         dirs = [Path(d) for d in args.input.split(",") if d]
-        _check_inputs_tokenizer(dirs[0].parent, model_record)
+        check_folder_tokenizer(dirs[0].parent, model_record)
         samples = read_sample_files(dirs, INPUT_NAMES)
         samples.summary_extra["inputs_manifest_sha256"] = manifest_digest(dirs[0].parent)
     samples.summary_extra.update(model_record)

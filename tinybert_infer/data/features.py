@@ -326,6 +326,15 @@ def check_inputs_tokenizer(manifest_path, manifest: dict, model_tokenizer: Optio
                       "the model's tokenizer", model_vocab, fix, error)
 
 
+def check_folder_tokenizer(bin_dir, model_record: dict) -> None:
+    """check_inputs_tokenizer for a preprocessed folder (bert_bin/) against a model record (specs.checkpoint_record
+    keys), when the folder has a manifest: inputs made by another tool have none."""
+    path = Path(bin_dir) / MANIFEST_NAME
+    if path.is_file():
+        check_inputs_tokenizer(path, read_manifest(bin_dir), model_record.get("model_tokenizer"),
+                               model_vocab=model_record.get("model_vocab"))
+
+
 def manifest_digest(bin_dir) -> Optional[str]:
     """sha256 of bin_dir's manifest, or None when there is none (e.g. inputs made by another tool)."""
     path = Path(bin_dir) / MANIFEST_NAME

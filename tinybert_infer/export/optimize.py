@@ -117,11 +117,11 @@ def _building(dst: Path, src: Path):
     builds again) and is written once dst is complete."""
     from tinybert_infer.fsutil import model_sha256
 
-    record = _source_record(dst)
+    record, source = _source_record(dst), model_sha256(src)  # the graph as it is when the build reads it
     record.unlink(missing_ok=True)
     yield
     with staged_file(record) as tmp:
-        Path(tmp).write_text(model_sha256(src) + "\n", encoding="ascii")
+        Path(tmp).write_text(source + "\n", encoding="ascii")
 
 
 # ---------------------------------------------------------------- ONNX Runtime fp32 fusions

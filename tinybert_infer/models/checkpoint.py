@@ -10,6 +10,8 @@ its snapshots/<hash> folders).
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import pickle
 import re
@@ -61,6 +63,22 @@ class Checkpoint:
     def labels_record(self) -> list:
         """Each dataset label with the checkpoint's own output index and name (recorded in run summaries)."""
         return labels_record(self.raw_config, self.output_order)
+
+    @functools.cached_property
+    def network_digest(self) -> str:
+        """The identity of the network this checkpoint exports: its weights (classifier in dataset order), config
+        and head. Graphs exported from one checkpoint share it; the planner pairs the packed and static graphs
+        with the dynamic one only when it matches, so a graph left from another export never runs in its place.
+        Computed once (an export stamps it into four graphs)."""
+        import torch
+
+        digest = hashlib.sha256(json.dumps({"head": self.spec.name, "config": self.raw_config}, sort_keys=True,
+                                           default=str).encode())
+        for key in sorted(self.state_dict):
+            tensor = self.state_dict[key].detach().contiguous().cpu()
+            digest.update(f"{key}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+            digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+        return "sha256:" + digest.hexdigest()
 
 
 def resolve_folder(folder) -> Path:

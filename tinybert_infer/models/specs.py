@@ -19,7 +19,7 @@ HEAD_FLAG = "--head"
 METADATA_HEAD = "tinybert_infer.head"            # ONNX metadata_props written at export: the head's name
 METADATA_TOKENIZER = "tinybert_infer.tokenizer"  # and the checkpoint's tokenizer switches (data.describe_tokenizer)
 METADATA_VOCAB = "tinybert_infer.vocab"          # and its vocabulary's digest (data.vocab_digest)
-METADATA_NETWORK = "tinybert_infer.network"      # and the exported network's digest (network_digest)
+METADATA_NETWORK = "tinybert_infer.network"      # and the exported network's digest (Checkpoint.network_digest)
 METADATA_LABELS = "tinybert_infer.models.labels"        # and, as JSON, Checkpoint.labels_record (outputs in dataset order)
 
 
@@ -97,24 +97,6 @@ def read_onnx_metadata(onnx_path) -> dict:
     return read_metadata(onnx_path)
 
 
-def network_digest(checkpoint) -> str:
-    """The identity of the network a checkpoint exports: its weights (classifier in dataset order), config and
-    head. Graphs exported from one checkpoint share it; the planner pairs the packed and static graphs with the
-    dynamic one only when it matches, so a graph left from another export is never run in its place."""
-    import hashlib
-    import json
-
-    import torch
-
-    digest = hashlib.sha256(json.dumps({"head": checkpoint.spec.name, "config": checkpoint.raw_config},
-                                       sort_keys=True, default=str).encode())
-    for key in sorted(checkpoint.state_dict):
-        tensor = checkpoint.state_dict[key].detach().contiguous().cpu()
-        digest.update(f"{key}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
-        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return "sha256:" + digest.hexdigest()
-
-
 def same_network(graph, other) -> bool:
     """Whether two graphs were exported from the same network (both record it, and equally)."""
     mine = read_onnx_metadata(graph).get(METADATA_NETWORK)
@@ -128,7 +110,7 @@ def checkpoint_record(checkpoint) -> dict:
 
     return {"head": checkpoint.spec.name, "model_tokenizer": checkpoint.tokenizer.label(),
             "model_vocab": make_tokenizer(checkpoint.vocab_file, checkpoint.tokenizer).vocab_digest,
-            "model_network": network_digest(checkpoint), "model_labels": checkpoint.labels_record()}
+            "model_network": checkpoint.network_digest, "model_labels": checkpoint.labels_record()}
 
 
 def run_model_record(backend, onnx_path=None) -> dict:

@@ -15,7 +15,7 @@ from typing import Callable, Optional
 
 from tinybert_infer.backends.base import Backend, WrappedBackend
 from tinybert_infer.errors import UsageError
-from tinybert_infer.fsutil import file_sha256, write_json_atomic
+from tinybert_infer.fsutil import model_sha256, write_json_atomic
 from tinybert_infer.layout import IDS_NAME, MASK_NAME, SELECTION_CACHE_NAME, require_model
 from tinybert_infer.plan.planner import PRECISIONS, SWITCH_MARGIN
 from tinybert_infer.machine import cpu_key, default_threads
@@ -56,7 +56,7 @@ def runtime_versions_key() -> str:
 
 
 def cache_key(sim: Path, batch: int, threads: int, precision: str) -> str:
-    return "|".join([file_sha256(sim)[:16], f"bs{batch}", f"threads{threads}", precision, cpu_key(), runtime_versions_key()])
+    return "|".join([model_sha256(sim)[:16], f"bs{batch}", f"threads{threads}", precision, cpu_key(), runtime_versions_key()])
 
 
 def read_selection_cache(path: Path) -> dict:

@@ -173,7 +173,8 @@ def convert(model: Path, batch_size: int, chip: str, *, output: Optional[str] = 
         print(command_line(["atc", *argv[1:]]))
         return None
     print(f"[atc] {command_line(argv)}", flush=True)
-    om_source_path(Path(f"{output}.om")).unlink(missing_ok=True)  # whatever atc leaves, no old record vouches for it
+    final = Path(f"{output}.om")
+    om_source_path(final).unlink(missing_ok=True)  # whatever atc leaves, no old record vouches for it
     started = time.time()
     run = run_streamed(argv)
     written = find_written_om(output, started)
@@ -183,7 +184,6 @@ def convert(model: Path, batch_size: int, chip: str, *, output: Optional[str] = 
             print(f"[atc failure] {line}", file=sys.stderr)
         reason = lines[-1] if lines else ("exit 0 but no .om written" if run.returncode == 0 else "no error lines")
         raise ToolError(f"atc failed (exit {run.returncode}) on {model}: {reason}")
-    final = Path(f"{output}.om")
     if written != final:
         os.replace(written, final)  # a suffixed OM runs only on that OS/arch; later stages expect the plain name
         print(f"[atc] wrote {written.name}; renamed to {final.name}")
@@ -204,11 +204,11 @@ def write_om_source(om: Path, onnx: Path) -> None:
     """Beside the OM: the ONNX it was compiled from and what that graph's metadata says (network, tokenizer,
     vocabulary, labels). An OM carries none of it, and ais_bench runs whatever OM and inputs it is given: with
     this record, ais-infer refuses an OM left from another network's ONNX and inputs tokenised for another model."""
-    from tinybert_infer.fsutil import file_sha256, write_json_atomic
+    from tinybert_infer.fsutil import write_json_atomic
     from tinybert_infer.models.specs import run_model_record
 
     write_json_atomic(om_source_path(om), {"format": OM_SOURCE_FORMAT, "onnx": str(onnx.resolve()),
-                                           "onnx_sha256": file_sha256(onnx), **run_model_record(None, onnx)})
+                                           **run_model_record(None, onnx)})
 
 
 def read_om_source(om: Path) -> Optional[dict]:
@@ -225,8 +225,7 @@ def read_om_source(om: Path) -> Optional[dict]:
 def check_om_source(om: Path, bin_dir: Path, batch_size: int) -> None:
     """Before ais_bench runs: the OM must still be its ONNX's network (the graph was not exported again from
     another checkpoint since atc ran), and the inputs must be tokenised as that network was trained."""
-    from tinybert_infer.data.features import check_inputs_tokenizer, read_manifest
-    from tinybert_infer.layout import MANIFEST_NAME
+    from tinybert_infer.data.features import check_folder_tokenizer
     from tinybert_infer.models.specs import METADATA_NETWORK, read_onnx_metadata
 
     record = read_om_source(om)
@@ -237,9 +236,7 @@ def check_om_source(om: Path, bin_dir: Path, batch_size: int) -> None:
     if network and now and now != network:
         raise ExportError(f"{om}: compiled from {onnx.name} when it held network {network[:19]}, but {onnx.name} is "
                           f"now network {now[:19]}; compile it again (bash test/onnx2om.sh {batch_size} CHIP)")
-    if (bin_dir / MANIFEST_NAME).is_file():
-        check_inputs_tokenizer(bin_dir / MANIFEST_NAME, read_manifest(bin_dir), record.get("model_tokenizer"),
-                               model_vocab=record.get("model_vocab"))
+    check_folder_tokenizer(bin_dir, record)
 
 
 # ---------------------------------------------------------------- CLI: python -m tinybert_infer om
